@@ -1,0 +1,124 @@
+"""Pruning masks: ``{parameter name: 0/1 tensor}`` over a model's weights.
+
+A mask keeps a coordinate where it is 1. By default only weight matrices and convolution kernels are
+prunable (parameters with two or more dimensions); biases and BatchNorm affine parameters are kept
+unless asked, as in Frankle & Carbin (2019). Magnitude pruning removes, among the weights a mask still
+keeps, the fraction with the smallest absolute value, either over all prunable layers together
+(``scope="global"``) or within each layer (``scope="layer"``). Pruning 20% per round leaves a
+density of 0.8**n after n rounds (to within one weight per round of rounding).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal, Union
+
+import torch
+from torch import Tensor, nn
+
+Masks = dict[str, Tensor]
+Prunable = Union[None, Iterable[str], Callable[[str, nn.Parameter], bool]]
+
+
+def prunable_names(model: nn.Module, prunable: Prunable = None, exclude_output: bool = False) -> list[str]:
+    """Names of the parameters pruning may touch.
+
+    Args:
+        prunable: ``None`` for every trainable parameter with ``ndim >= 2`` (weights, kernels); names; or a
+            predicate ``(name, parameter) -> bool`` (e.g. ``lambda n, p: True`` to prune biases too).
+        exclude_output: leave the last prunable parameter (the output layer's weight) dense.
+    """
+    named = dict(model.named_parameters())
+    if prunable is None:
+        names = [n for n, p in named.items() if p.requires_grad and p.ndim >= 2]
+    elif callable(prunable):
+        names = [n for n, p in named.items() if prunable(n, p)]
+    else:
+        names = list(prunable)
+        unknown = [n for n in names if n not in named]
+        if unknown:
+            raise KeyError(f"unknown parameter names {unknown}; the model has {list(named)}")
+    if exclude_output and names:
+        names = names[:-1]
+    if not names:
+        raise ValueError("no prunable parameters: the model has no weights with two or more dimensions "
+                         "(pass prunable= to choose them)")
+    return names
+
+
+def full_masks(model: nn.Module, prunable: Prunable = None, exclude_output: bool = False) -> Masks:
+    """All-ones masks over the prunable parameters (density 1)."""
+    named = dict(model.named_parameters())
+    return {n: torch.ones_like(named[n], dtype=torch.bool)
+            for n in prunable_names(model, prunable, exclude_output)}
+
+
+def magnitude_masks(model: nn.Module, fraction: float = 0.2, masks: Mapping[str, Tensor] | None = None, *,
+                    scope: Literal["global", "layer"] = "global", prunable: Prunable = None,
+                    exclude_output: bool = False) -> Masks:
+    """Prune ``fraction`` of the weights that ``masks`` still keeps, smallest ``|w|`` first.
+
+    The number kept is ``round(kept * (1 - fraction))`` globally, or per layer for ``scope="layer"``.
+    Ties in ``|w|`` are broken by position, so the result is deterministic. Returns new boolean masks;
+    the model is not modified (see :func:`apply_masks`).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    named = dict(model.named_parameters())
+    current = dict(masks) if masks is not None else full_masks(model, prunable, exclude_output)
+    _check_masks(named, current)
+    names = list(current)
+    scores = {n: torch.where(current[n].bool(), named[n].detach().abs().float(),
+                             torch.full_like(named[n], float("inf"), dtype=torch.float)) for n in names}
+    if scope == "layer":
+        return {n: _keep_largest(scores[n], int(current[n].sum()), fraction) for n in names}
+    flat = torch.cat([scores[n].reshape(-1).cpu() for n in names])
+    kept = _keep_largest(flat, int(sum(int(current[n].sum()) for n in names)), fraction)
+    out, start = {}, 0
+    for n in names:
+        size = scores[n].numel()
+        out[n] = kept[start:start + size].reshape(scores[n].shape).to(named[n].device)
+        start += size
+    return out
+
+
+def _keep_largest(scores: Tensor, alive: int, fraction: float) -> Tensor:
+    """Boolean mask keeping the ``round(alive * (1 - fraction))`` largest finite scores (pruned ones are inf
+    and are never kept)."""
+    keep = int(round(alive * (1.0 - fraction)))
+    flat = scores.reshape(-1)
+    finite = torch.where(torch.isinf(flat), torch.full_like(flat, -1.0), flat)
+    order = torch.sort(finite, descending=True, stable=True).indices
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[order[:keep]] = True
+    return mask.reshape(scores.shape)
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
+    """Zero the pruned weights of ``model`` in place (its purpose is to write into the parameters)."""
+    named = dict(model.named_parameters())
+    _check_masks(named, masks)
+    for n, m in masks.items():
+        named[n].mul_(m.to(device=named[n].device, dtype=named[n].dtype))
+    return model
+
+
+def density(masks: Mapping[str, Tensor]) -> float:
+    """Fraction of the masked coordinates that are kept."""
+    total = sum(m.numel() for m in masks.values())
+    return float(sum(int(m.sum()) for m in masks.values())) / total
+
+
+def layer_densities(masks: Mapping[str, Tensor]) -> dict[str, float]:
+    """Per-parameter fraction kept."""
+    return {n: float(m.sum()) / m.numel() for n, m in masks.items()}
+
+
+def _check_masks(named: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
+    for n, m in masks.items():
+        if n not in named:
+            raise KeyError(f"mask for unknown parameter {n!r}")
+        if m.shape != named[n].shape:
+            raise ValueError(f"mask for {n!r} has shape {tuple(m.shape)}, parameter has {tuple(named[n].shape)}")
