@@ -1,0 +1,179 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import ParamSpace
+from landscape.linalg import Eigenpairs, MatrixOperator, eigs
+
+
+def _true_residuals(op, res):
+    V, lam = res.eigenvectors, res.eigenvalues
+    return torch.linalg.vector_norm(op.A @ V - V * lam, dim=0)
+
+
+def _reference(spectrum, which, k):
+    descending = spectrum[::-1]
+    return {"largest": descending[:k], "smallest": spectrum[:k],
+            "both": np.concatenate([descending[:k], spectrum[:k][::-1]])}[which]
+
+
+@pytest.mark.parametrize("which", ["largest", "smallest", "both"])
+@pytest.mark.parametrize("tol", [1e-4, 1e-8])
+def test_eigenvalues_meet_tolerance_and_error_bounds_hold(hessian_op, hessian_spectrum, which, tol):
+    res = eigs(hessian_op, k=5, which=which, tol=tol)
+    assert res.converged and res.matvecs == hessian_op.matvecs
+    lam_max = np.abs(hessian_spectrum).max()
+    err = np.abs(res.eigenvalues.numpy() - _reference(hessian_spectrum, which, 5))
+    assert np.all(err <= tol * lam_max)
+    assert np.all(err <= res.error_bounds.numpy())
+    assert np.all(res.residuals.numpy() <= tol * res.scale)
+    assert res.scale <= lam_max * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("which", ["largest", "smallest", "both"])
+def test_reported_residuals_equal_true_residuals(hessian_op, which):
+    res = eigs(hessian_op, k=4, which=which, tol=1e-6)
+    assert torch.allclose(res.residuals, _true_residuals(hessian_op, res), rtol=1e-6, atol=1e-11 * res.scale)
+
+
+def test_eigenvectors_are_orthonormal_and_ordered(hessian_op):
+    for which, k in [("largest", 5), ("smallest", 5), ("both", 3)]:
+        res = eigs(hessian_op, k=k, which=which, tol=1e-6)
+        V = res.eigenvectors
+        assert V.shape == (300, res.eigenvalues.numel())
+        assert torch.allclose(V.T @ V, torch.eye(V.shape[1], dtype=V.dtype), atol=1e-10)
+        diffs = torch.diff(res.eigenvalues)
+        assert bool((diffs > 0).all()) if which == "smallest" else bool((diffs < 0).all())
+
+
+def test_eigenvalue_criterion_stops_no_later_and_bounds_hold(hessian_op, hessian_spectrum):
+    by_residual = eigs(hessian_op, k=5, which="largest", tol=1e-8)
+    by_eigenvalue = eigs(hessian_op, k=5, which="largest", tol=1e-8, criterion="eigenvalue")
+    assert by_eigenvalue.converged and by_eigenvalue.matvecs <= by_residual.matvecs
+    err = np.abs(by_eigenvalue.eigenvalues.numpy() - hessian_spectrum[::-1][:5])
+    assert np.all(err <= by_eigenvalue.error_bounds.numpy())
+    assert np.all(by_eigenvalue.error_bounds.numpy() <= 1e-8 * by_eigenvalue.scale)
+
+
+def test_top5_of_hessian_like_spectrum_within_20_matvecs(hessian_op, hessian_spectrum):
+    res = eigs(hessian_op, k=5, which="largest", tol=1e-4)
+    rel = np.abs(res.eigenvalues.numpy() / hessian_spectrum[::-1][:5] - 1)
+    assert res.matvecs <= 20 and np.all(rel <= 1e-4)
+
+
+def test_warm_start_from_previous_eigenvectors_needs_barely_more_than_k_matvecs(spectrum_op, hessian_spectrum):
+    """A cold start needs about 2k + 1 matvecs here; a warm start cannot need fewer than k + 1 (the k
+    directions and one residual), so "about half" is the floor."""
+    before = spectrum_op(hessian_spectrum)
+    drift = torch.randn(300, 300, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    drift = (drift + drift.T) * (1e-3 * before.A.norm() / (drift + drift.T).norm())
+    after = MatrixOperator(before.A + drift)
+    previous = eigs(before, k=5, tol=1e-8)
+    cold = eigs(after, k=5, tol=1e-4)
+    warm = eigs(after, k=5, tol=1e-4, v0=previous.eigenvectors)
+    assert warm.converged and warm.matvecs <= 5 + 1 and cold.matvecs >= 1.8 * warm.matvecs
+    assert torch.allclose(warm.eigenvalues, cold.eigenvalues, rtol=1e-6)
+
+
+def test_warm_start_inside_an_invariant_subspace_converges_at_once(hessian_op):
+    exact = eigs(hessian_op, k=3, tol=1e-10)
+    again = eigs(hessian_op, k=3, tol=1e-6, v0=exact.eigenvectors)
+    assert again.converged and again.matvecs <= 4
+    assert torch.allclose(again.eigenvalues, exact.eigenvalues, rtol=1e-9)
+
+
+def test_runs_with_restarts_on_a_small_basis(hessian_op, hessian_spectrum):
+    res = eigs(hessian_op, k=5, which="smallest", tol=1e-6, ncv=12)
+    assert res.converged and res.matvecs > 12
+    assert np.allclose(res.eigenvalues.numpy(), hessian_spectrum[:5], atol=1e-6 * 50)
+
+
+def test_budget_exhausted_reports_not_converged(hessian_op):
+    res = eigs(hessian_op, k=5, which="smallest", tol=1e-10, max_matvecs=12)
+    assert not res.converged and res.matvecs == 12 and res.eigenvalues.shape == (5,)
+
+
+def test_float32_operator(spectrum_op, hessian_spectrum):
+    op = spectrum_op(hessian_spectrum, dtype=torch.float32)
+    res = eigs(op, k=5, tol=1e-4)
+    assert res.converged and res.eigenvalues.dtype == torch.float32
+    assert np.allclose(res.eigenvalues.numpy(), hessian_spectrum[::-1][:5], rtol=1e-4)
+
+
+def test_diagonal_matrix_with_exact_invariant_subspaces():
+    op = MatrixOperator(torch.diag(torch.arange(-3.0, 7.0, dtype=torch.float64)))
+    res = eigs(op, k=2, which="both")
+    assert res.converged and res.eigenvalues.tolist() == pytest.approx([6.0, 5.0, -2.0, -3.0])
+
+
+def test_seeded_and_global_rng_untouched(hessian_op):
+    state = torch.get_rng_state()
+    a, b = eigs(hessian_op, k=3, seed=5), eigs(hessian_op, k=3, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a.eigenvectors, b.eigenvectors) and a.matvecs == b.matvecs
+
+
+def test_eigenvector_dicts_follow_the_operator_space():
+    model = torch.nn.Linear(3, 2).double()
+    space = ParamSpace(model)
+    M = torch.randn(space.dim, space.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    class SpacedOperator(MatrixOperator):
+        pass
+
+    op = SpacedOperator(M + M.T)
+    op.space = space
+    res = eigs(op, k=2)
+    dicts = res.eigenvector_dicts()
+    assert len(dicts) == 2 and dicts[0]["weight"].shape == (2, 3) and dicts[0]["bias"].shape == (2,)
+    assert torch.equal(space.to_flat(dicts[1]), res.eigenvectors[:, 1])
+    with pytest.raises(ValueError, match="no `space`"):
+        eigs(MatrixOperator(M + M.T), k=2).eigenvector_dicts()
+
+
+def test_result_is_frozen(hessian_op):
+    res = eigs(hessian_op, k=2)
+    assert isinstance(res, Eigenpairs)
+    with pytest.raises(AttributeError):
+        res.matvecs = 0
+
+
+class _Rectangular:
+    shape, dtype, device = (4, 5), torch.float64, torch.device("cpu")
+
+    def matmat(self, V):
+        return V
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"k": 300}, "below 300"),
+    ({"k": 150, "which": "both"}, "below 300"),
+    ({"k": 0}, "at least 1"),
+    ({"which": "largest_magnitude"}, "which must be one of"),
+    ({"criterion": "change"}, "criterion must be one of"),
+    ({"tol": 0.0}, "tol must be positive"),
+    ({"k": 5, "ncv": 5}, "ncv=5"),
+    ({"k": 5, "max_matvecs": 3}, "max_matvecs=3"),
+    ({"v0": torch.ones(299, dtype=torch.float64)}, "v0 must have shape"),
+    ({"v0": torch.zeros(300, 2, dtype=torch.float64)}, "zero or non-finite"),
+])
+def test_clear_errors(hessian_op, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        eigs(hessian_op, **kwargs)
+
+
+def test_errors_on_non_square_and_non_symmetric_operators():
+    with pytest.raises(ValueError, match="not square"):
+        eigs(_Rectangular(), k=1)
+    with pytest.raises(ValueError, match="not symmetric"):
+        MatrixOperator(torch.triu(torch.ones(4, 4)))
+    with pytest.raises(TypeError, match="shape"):
+        eigs(torch.eye(3), k=1)
+
+
+def test_non_finite_products_are_reported(hessian_op):
+    hessian_op.A[0, 0] = math.nan
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        eigs(hessian_op, k=2)
