@@ -1,0 +1,100 @@
+"""Operators whose per-batch product is a second derivative computed by automatic differentiation,
+by one of two methods:
+
+* ``"reverse"``: reverse over reverse. A first-order graph (the gradient, or ``J^T u``) is built with
+  ``create_graph=True`` and each vector costs one more backward through it. With a cached batch the graph
+  is built once at construction and reused by every product (``retain_graph``), so a product is a single
+  backward; uncached, the graph is rebuilt once per product and shared by its vectors.
+* ``"forward"``: forward mode (``torch.func.jvp``) vmapped over the vectors: nothing is retained, but the
+  vectors of one product share the primal computation and run as batched tensor operations.
+
+``method="auto"`` times both on the first batch at construction (:mod:`landscape.operators.methods`) and
+uses, for a product of ``b`` vectors, the one predicted fastest; ``method_costs`` holds the measurements.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from landscape.operators.base import CurvatureOperator, PreparedBatch
+from landscape.operators.checks import batch_statistics_modules
+from landscape.operators.functional import LossFn
+from landscape.operators.methods import MethodCost, fastest, measure
+
+Method = Literal["auto", "reverse", "forward"]
+METHODS: tuple[str, ...] = ("reverse", "forward")
+
+
+class AutodiffOperator(CurvatureOperator):
+    """A :class:`CurvatureOperator` with a ``"reverse"`` and a ``"forward"`` per-batch product.
+
+    Args:
+        method: ``"auto"`` (timed at construction), ``"reverse"`` or ``"forward"``. BatchNorm with batch
+            statistics (``allow_batch_statistics=True``) runs in reverse mode only: ``torch.func``
+            transforms refuse the in-place update of running statistics.
+        **kwargs: as for :class:`CurvatureOperator`.
+
+    Subclasses write ``_graph`` (the first-order graph of a batch), ``_reverse`` and ``_forward``.
+    """
+
+    _precompute_builds_graph = True
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, method: Method = "auto", **kwargs: Any):
+        if method not in ("auto", *METHODS):
+            raise ValueError(f"method must be 'auto', 'reverse' or 'forward', got {method!r}")
+        if method == "forward" and kwargs.get("allow_batch_statistics") and batch_statistics_modules(model):
+            raise ValueError("method='forward' cannot run BatchNorm with batch statistics (torch.func refuses "
+                             "the in-place update of running statistics): use method='reverse'")
+        self.method = method
+        super().__init__(model, loss_fn, data, **kwargs)
+        self.method_costs: dict[str, MethodCost] = {}
+        if method == "auto" and not self.batch_statistics:
+            with self._fn.running():
+                batch = next(self._batches())
+                runs = {"reverse": lambda R: self._reverse(batch, R), "forward": lambda R: self._forward(batch, R)}
+                self.method_costs = measure(runs, self.space.dim, self.dtype, self.device)
+
+    def method_for(self, vectors: int) -> str:
+        """The method a product of ``vectors`` vectors uses."""
+        if self.method != "auto":
+            return self.method
+        if not self.method_costs:   # batch statistics
+            return "reverse"
+        return fastest(self.method_costs, vectors)
+
+    def _batch_matmat(self, batch: PreparedBatch, V: Tensor) -> Tensor:
+        if self.method_for(V.shape[0]) == "reverse":
+            return self._reverse(batch, V)
+        return self._forward(batch, V)
+
+    def _precompute(self, index: int, inputs: Tensor, targets: Tensor) -> Any:
+        return None if self.method == "forward" else self._graph(inputs, targets)
+
+    def _graph_of(self, batch: PreparedBatch) -> Any:
+        """The batch's first-order graph: the cached one, or built now."""
+        return batch.cached if batch.cached is not None else self._graph(batch.inputs, batch.targets)
+
+    @abc.abstractmethod
+    def _graph(self, inputs: Tensor, targets: Tensor) -> Any:
+        """Build the first-order graph of one batch (``create_graph=True``)."""
+
+    @abc.abstractmethod
+    def _reverse(self, batch: PreparedBatch, V: Tensor) -> Tensor:
+        """``(b, dim) -> (b, dim)`` by backward passes through the batch's first-order graph."""
+
+    @abc.abstractmethod
+    def _forward(self, batch: PreparedBatch, V: Tensor) -> Tensor:
+        """``(b, dim) -> (b, dim)`` by forward-mode AD vmapped over the rows."""
+
+
+def backward_rows(outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor]) -> list[Tensor]:
+    """For each row ``r``, the gradients of ``sum_i <outputs[i], cotangents[i][r]>`` w.r.t. ``inputs``
+    (zeros for inputs the outputs do not depend on), one backward per row through the retained graph;
+    returned per input, stacked over rows: ``(rows, *input.shape)``."""
+    rows = [torch.autograd.grad(outputs, inputs, [c[r] for c in cotangents], retain_graph=True,
+                                allow_unused=True, materialize_grads=True)
+            for r in range(cotangents[0].shape[0])]
+    return [torch.stack(per_input) for per_input in zip(*rows)]

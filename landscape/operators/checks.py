@@ -1,0 +1,94 @@
+"""Construction-time checks: is the operator one well-defined matrix?
+
+An operator is a fixed matrix only if every pass over the data computes the same function. Three things
+break that: modules that sample in train mode (dropout), a data loader that reorders or resamples its
+batches, and BatchNorm with batch statistics (the matrix then depends on how samples are grouped into
+batches). The first two are found by comparing two passes; the third is refused up front.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
+
+
+class DeterminismError(RuntimeError):
+    """Two passes over the data gave different losses or gradients."""
+
+
+@dataclass(frozen=True)
+class DataPass:
+    """One pass over the data: the full-data mean loss and gradient, and per-batch fingerprints.
+
+    ``sizes[i]`` is the number of samples in batch ``i``; ``batch_losses[i]`` its mean loss;
+    ``fingerprints[i]`` a few sums of its inputs and targets (to tell a reordering loader from a
+    stochastic model).
+    """
+    loss: Tensor          # () full-data mean loss, sum_b (n_b / N) loss_b
+    gradient: Tensor      # (dim,) its gradient over the selected coordinates
+    sizes: tuple[int, ...]
+    batch_losses: Tensor  # (batches,)
+    fingerprints: Tensor  # (batches, 3)
+
+
+def fingerprint(x: Tensor, y: Tensor) -> Tensor:
+    """``(sum x, sum x^2, sum y)`` in float64: equal for equal batches, different for reordered ones."""
+    xd, yd = x.detach().double(), y.detach().double()
+    return torch.stack([xd.sum(), (xd * xd).sum(), yd.sum()])
+
+
+def batch_statistics_modules(model: nn.Module) -> list[str]:
+    """Names of BatchNorm modules that normalise with batch statistics (train mode, or no running stats)."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, _BatchNorm) and (m.training or m.running_mean is None)]
+
+
+def stochastic_modules(model: nn.Module) -> list[str]:
+    """Names of dropout modules that are active (train mode, ``p > 0``)."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, _DropoutNd) and m.training and m.p > 0]
+
+
+def refuse_batch_statistics(model: nn.Module) -> None:
+    """Raise if a BatchNorm module would use batch statistics, naming it and the two ways out."""
+    names = batch_statistics_modules(model)
+    if names:
+        raise ValueError(
+            f"BatchNorm modules {names} normalise with batch statistics (train mode or "
+            "track_running_stats=False): the curvature would then depend on how the samples are grouped "
+            "into batches, not only on the parameters. Call model.eval() to use the running statistics, "
+            "or pass allow_batch_statistics=True to measure the batch-statistics loss as it is batched.")
+
+
+def compare_passes(first: DataPass, second: DataPass, model: nn.Module, rtol: float) -> None:
+    """Raise :class:`DeterminismError` with the cause and the fix if two passes differ beyond ``rtol``."""
+    if first.sizes != second.sizes or not torch.equal(first.fingerprints, second.fingerprints):
+        raise DeterminismError(
+            "the data changed between two passes (different batches, order or sizes): a shuffling "
+            "DataLoader or a random sampler? Curvature operators pass over the data many times and need "
+            "the same batches each time: use shuffle=False (or a fixed list of batches).")
+    loss_gap = (first.batch_losses - second.batch_losses).abs().max()
+    grad_gap = torch.linalg.vector_norm(first.gradient - second.gradient)
+    scale_loss = first.batch_losses.abs().max().clamp_min(torch.finfo(first.loss.dtype).tiny)
+    scale_grad = torch.linalg.vector_norm(first.gradient).clamp_min(torch.finfo(first.loss.dtype).tiny)
+    if loss_gap <= rtol * scale_loss and grad_gap <= rtol * scale_grad:
+        return
+    culprits = stochastic_modules(model)
+    cause = (f"dropout modules {culprits} are active (train mode)" if culprits else
+             "the model's forward is random (a module that samples in train mode?)")
+    raise DeterminismError(
+        f"two passes over the same data gave different results (loss differs by {float(loss_gap):.3g}, "
+        f"gradient by {float(grad_gap):.3g}): {cause}. Call model.eval() before building the operator, "
+        "or pass check_determinism=False if the randomness is intended.")
+
+
+def first_nonfinite(values: Iterable[tuple[str, Tensor]]) -> str | None:
+    """The name of the first tensor with a NaN or infinite entry, or None."""
+    for name, t in values:
+        if not bool(torch.isfinite(t).all()):
+            return name
+    return None

@@ -1,0 +1,118 @@
+"""Hessian products against dense torch.func Hessians (float64, relative error < 1e-10)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.operators import Hessian
+
+from .references import RTOL, WithUnused, assert_products_match, dense_hessian, relative_error, uneven
+
+CE = nn.CrossEntropyLoss()
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_hessian_matches_dense_on_tanh_mlp_with_negative_eigenvalues(mlp, classification, method):
+    x, y = classification
+    dense = dense_hessian(mlp, CE, x, y)
+    assert torch.linalg.eigvalsh(dense)[0] < -1e-3   # away from a minimum
+    H = Hessian(mlp, CE, (x, y), dtype=F64, method=method)
+    assert H.shape == (dense.shape[0],) * 2 and H.dtype == F64
+    assert_products_match(H, dense)
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_hessian_matches_dense_on_batchnorm_cnn_in_eval_mode(cnn_problem, method):
+    model, x, y = cnn_problem
+    H = Hessian(model, CE, (x, y), dtype=F64, method=method)
+    assert_products_match(H, dense_hessian(model, CE, x, y))
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_attention_model_matches_dense_under_math_sdpa_kernel(attention_problem, method):
+    model, x, y = attention_problem
+    H = Hessian(model, CE, (x, y), dtype=F64, method=method)
+    assert_products_match(H, dense_hessian(model, CE, x, y))
+
+
+@pytest.mark.parametrize("cache_bytes", [2 ** 30, 0])
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_uneven_batches_give_the_full_data_hessian(mlp, classification, method, cache_bytes):
+    x, y = classification
+    one = Hessian(mlp, CE, (x, y), dtype=F64, method=method)
+    several = Hessian(mlp, CE, uneven(x, y, (8, 16)), dtype=F64, method=method, cache_bytes=cache_bytes)
+    assert several.num_samples == 20 and (several.cached_bytes > 0) == (cache_bytes > 0)
+    assert_products_match(several, one.to_dense())
+    assert abs(several.loss - one.loss) < 1e-12
+    assert relative_error(several.gradient, one.gradient) < RTOL
+
+
+def test_unused_parameter_gives_zero_rows(classification):
+    torch.manual_seed(0)
+    model = WithUnused()
+    x, y = classification[0][:, :4], classification[1]
+    for method in ("reverse", "forward"):
+        H = Hessian(model, CE, (x, y), dtype=F64, method=method)
+        assert H.space.names[0] == "unused"   # a module's own parameters come before its children's
+        D = H.to_dense()
+        assert torch.all(D[:2] == 0) and torch.all(D[:, :2] == 0)
+        assert relative_error(D[2:, 2:], dense_hessian(model.body, CE, x, y)) < RTOL
+
+
+def test_masked_operator_is_the_principal_submatrix_on_surviving_coordinates(mlp, classification):
+    x, y = classification
+    mask = (torch.rand(6, 5, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    H = Hessian(mlp, CE, (x, y), dtype=F64, masks={"0.weight": mask}, method="reverse")
+    keep = torch.cat([mask.reshape(-1) > 0, torch.ones(6 + 18 + 3, dtype=torch.bool)])
+    assert H.shape[0] == int(keep.sum())
+    sub = dense_hessian(mlp, CE, x, y)[keep][:, keep]
+    assert_products_match(H, sub)
+
+
+def test_parameter_subset_by_names_and_by_predicate(mlp, classification):
+    x, y = classification
+    dense = dense_hessian(mlp, CE, x, y, names=["2.weight", "2.bias"])
+    by_names = Hessian(mlp, CE, (x, y), dtype=F64, params=["2.weight", "2.bias"], method="forward")
+    by_predicate = Hessian(mlp, CE, (x, y), dtype=F64, params=lambda n, p: n.startswith("2."))
+    assert_products_match(by_names, dense)
+    assert_products_match(by_predicate, dense)
+
+
+def test_auto_method_times_both_and_picks_one_per_block_size(mlp, classification):
+    H = Hessian(mlp, CE, classification, dtype=F64)
+    assert set(H.method_costs) == {"reverse", "forward"}
+    assert {H.method_for(1), H.method_for(50)} <= {"reverse", "forward"}
+    assert_products_match(H, dense_hessian(mlp, CE, *classification))
+
+
+def test_batch_statistics_opt_in_gives_the_hessian_of_the_batch_statistics_loss(classification):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 3)).train()
+    x, y = classification
+    before = model[1].running_mean.clone()
+    H = Hessian(model, CE, (x, y), dtype=F64, allow_batch_statistics=True)
+    assert H.method_for(10) == "reverse"
+    loss = lambda t: CE(_flat_call(model, t, x), y)   # noqa: E731
+    theta = torch.cat([p.detach().double().reshape(-1) for p in model.parameters()])
+    dense = torch.autograd.functional.hessian(loss, theta, vectorize=True)
+    assert_products_match(H, dense)
+    assert torch.equal(model[1].running_mean, before) and model.training
+
+
+def _flat_call(model: nn.Module, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    params, start = {}, 0
+    for n, p in model.named_parameters():
+        params[n] = theta[start:start + p.numel()].view_as(p)
+        start += p.numel()
+    buffers = {n: b.double().clone() if b.is_floating_point() else b.clone() for n, b in model.named_buffers()}
+    return torch.func.functional_call(model, {**buffers, **params}, (x.double(),))
+
+
+def test_float32_operator_is_close_to_the_float64_one(mlp, classification):
+    H32 = Hessian(mlp, CE, classification, method="reverse")
+    H64 = Hessian(mlp, CE, classification, dtype=F64, method="reverse")
+    assert H32.dtype == torch.float32
+    v = torch.randn(H64.shape[0], dtype=F64)
+    assert relative_error((H32 @ v.float()).double(), H64 @ v) < 1e-5
