@@ -1,0 +1,156 @@
+"""The ``landscape`` command: a thin argparse layer over the library.
+
+Each subcommand is one :class:`Command`: a one-line help (what ``landscape --help`` lists), a function
+that adds its arguments to its parser, and a function that runs it and returns an exit code. A command
+lives either here, as those two functions and one entry of ``_COMMANDS``, or in its own module
+``landscape/cli/<name>.py`` defining ``HELP``, ``add_arguments(parser)`` and ``run(args)``, with its name
+added to ``_MODULE_COMMANDS``. Shared argument helpers (``_train_arguments``, ``_int_list``,
+``_key_values``) are here for those modules.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from landscape.data.registry import dataset_description, dataset_names
+from landscape.models import model_description, model_names
+from landscape.training import Hparams, train
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``landscape`` subcommand."""
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`Hparams` field (its help string, its default), then ``--out``, ``--device`` and
+    ``--no-progress``; :func:`_train` turns them back into ``Hparams``."""
+    hints = typing.get_type_hints(Hparams)
+    for f in dataclasses.fields(Hparams):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = hints[f.name]
+        if kind is int or kind is float or kind is str:
+            parser.add_argument(flag, type=kind, default=default, help=f"{f.metadata['help']} (default: {default})")
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, type=_int_list, default=default, metavar="N,N,...",
+                                help=f"{f.metadata['help']} (comma-separated; default: {_show_list(default)})")
+        else:
+            parser.add_argument(flag, nargs="*", default=[], metavar="KEY=VALUE",
+                                help=f"{f.metadata['help']}; VALUE is JSON or a plain string")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run directory (default: runs/<model>_<data>_<hash of the hyperparameters>); "
+                             "an interrupted run there resumes")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train (or resume) the run and print its final losses and accuracies and where it was written."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Hparams)}
+    for name in ("model_kwargs", "data_kwargs"):
+        values[name] = _key_values(values[name], "--" + name.replace("_", "-"))
+    hparams = Hparams(**values)
+    out = args.out if args.out is not None else Path("runs") / hparams.name
+    result = train(hparams, out, device=args.device, progress=not args.no_progress)
+    verb = "resumed" if result.resumed else "trained"
+    print(f"{verb} {hparams.model} on {hparams.data} for {result.steps} steps in {result.seconds:.1f} s: "
+          f"train loss {result.train.loss:.4f}, test loss {result.test.loss:.4f}"
+          + (f", train accuracy {result.train.accuracy:.4f}, test accuracy {result.test.accuracy:.4f}"
+             if result.test.accuracy is not None else ""))
+    print(f"run directory: {result.run.path} (config.json, checkpoints/, metrics.jsonl)")
+    return 0
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    """``landscape list`` takes no arguments."""
+
+
+def _list(args: argparse.Namespace) -> int:
+    print("models (landscape.models.build_model):")
+    for name in model_names():
+        print(f"  {name:16s} {model_description(name)}")
+    print("data sets (landscape.data.load_dataset):")
+    for name in dataset_names():
+        print(f"  {name:16s} {dataset_description(name)}")
+    return 0
+
+
+_COMMANDS: list[Command] = [
+    Command("train", "train a model on a data set, reproducibly and resumably, with checkpoints", _train_arguments,
+            _train),
+    Command("list", "list the registered models and data sets", _list_arguments, _list),
+]
+_MODULE_COMMANDS: tuple[str, ...] = ("prune", "compare", "instability")
+
+
+def commands() -> list[Command]:
+    """Every command: those of ``_COMMANDS``, then those of the modules named in ``_MODULE_COMMANDS``
+    (imported here, when the parser is built, so that they can import this module's helpers)."""
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in _MODULE_COMMANDS]
+    return [*_COMMANDS, *(Command(name, m.HELP, m.add_arguments, m.run) for name, m in zip(_MODULE_COMMANDS, modules))]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``landscape`` parser with one subparser per command; its help lists the commands one line each."""
+    every = commands()
+    width = max(len(c.name) for c in every)
+    listing = "\n".join(f"  {c.name:<{width}}  {c.help}" for c in every)
+    parser = argparse.ArgumentParser(
+        prog="landscape", usage="landscape [-h] COMMAND ...",
+        description="Loss landscapes and curvature of neural networks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands:\n{listing}\n\n`landscape COMMAND --help` describes the options of a command.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS)
+    for command in every:
+        p = sub.add_parser(command.name, description=command.help)
+        command.configure(p)
+        p.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``landscape`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, FloatingPointError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        print(f"landscape {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _show_list(values: Sequence[int]) -> str:
+    return ",".join(str(v) for v in values) or "none"
+
+
+def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} takes KEY=VALUE pairs, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -1,0 +1,282 @@
+"""Run directories, atomic writes and safe checkpoint loading.
+
+A run directory holds::
+
+    config.json                          what identifies the run (written once, checked on resume)
+    checkpoints/step_000100.safetensors  model state (parameters and buffers) at step 100
+    checkpoints/step_000100.state.pt     optimizer, RNG and loader state (tensors and plain data only)
+    metrics.jsonl                        one JSON object per line: {"step", "instrument", ...values}
+
+Every file is written to a temporary file in the same directory and moved into place with
+``os.replace``, so a crash leaves either the old file or the new one, never half of one. The sidecar is
+written before the weights, so a weights file marks a complete checkpoint.
+
+Loading never unpickles code: weights come from safetensors, or from ``torch.load(weights_only=True)``
+for ``.pt``/``.pth`` files, and a state that does not fit a model fails naming the missing, unexpected
+and mis-shaped keys.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor, nn
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or corrupt, or its state does not fit the model."""
+
+
+class RunConfigError(ValueError):
+    """A run directory holds a run with a different configuration than the one asked for."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        model: the model's state dict (parameters and buffers), on the CPU unless ``map_location`` said otherwise.
+        state: the sidecar's training state (``{}`` if there is none), e.g. ``optimizer``, ``rng``, ``loader``.
+        step: the training step it was saved at, when known.
+        path: the weights file.
+    """
+    model: dict[str, Tensor]
+    state: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None
+    path: Path | None = None
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The training-state file that goes with the weights file ``path`` (``x.safetensors`` -> ``x.state.pt``)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(path.suffix) + ".state.pt")
+
+
+def save_checkpoint(path: str | Path, model_state: Mapping[str, Tensor], state: Mapping[str, Any] | None = None,
+                    *, step: int | None = None) -> Path:
+    """Save a model state dict as safetensors at ``path`` and, if given, ``state`` (optimizer, RNG, loader:
+    tensors, numbers, strings, lists and dicts only) beside it; both atomically, the sidecar first."""
+    path = Path(path)
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model_state.items()}
+    if state is not None:
+        buffer = io.BytesIO()
+        torch.save({"step": step, **state}, buffer)
+        atomic_write_bytes(sidecar_path(path), buffer.getvalue())
+    metadata = {"format": "landscape-checkpoint-1"} | ({} if step is None else {"step": str(step)})
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+    return path
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint without unpickling code, and load it into ``model`` if one is given.
+
+    ``path`` is a ``.safetensors`` file (with its ``.state.pt`` sidecar if present) or a ``.pt``/``.pth``
+    file holding a state dict (or a dict with the state dict under ``state_dict``, ``model_state_dict`` or
+    ``model``), read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is corrupt or not a checkpoint, or the state does not fit ``model``
+            (the missing, unexpected and mis-shaped keys are named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file {path}")
+    step = None
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+                weights = {k: f.get_tensor(k) for k in f.keys()}
+                step_text = (f.metadata() or {}).get("step")
+        except Exception as e:  # safetensors raises its own error types for corrupt headers and data
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file: {e}") from e
+        step = None if step_text is None else int(step_text)
+    else:
+        weights = _state_dict_in(_torch_load(path, map_location), path)
+    state: dict[str, Any] = {}
+    side = sidecar_path(path)
+    if path.suffix == ".safetensors" and side.is_file():
+        state = _torch_load(side, map_location)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"training-state file {side} does not hold a dictionary")
+        step = state.pop("step", step)
+    if model is not None:
+        load_model_state(model, weights, source=str(path))
+    return Checkpoint(model=weights, state=state, step=step, path=path)
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, Tensor], *, source: str = "the state dict") -> None:
+    """``model.load_state_dict(state)`` after checking that the keys and shapes match exactly.
+
+    Raises:
+        CheckpointError: naming every missing, unexpected and mis-shaped key.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} (saved {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+                 for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or misshaped:
+        parts = [f"{label}: {', '.join(keys)}" for label, keys in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped)) if keys]
+        raise CheckpointError(f"{source} does not fit the {type(model).__name__} model; " + "; ".join(parts))
+    model.load_state_dict(dict(state))
+
+
+def _torch_load(path: Path, map_location: str | torch.device) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
+        raise CheckpointError(f"cannot load {path} safely (weights_only=True): the file is corrupt, truncated, "
+                              f"or holds pickled objects other than tensors and plain data: {e}") from e
+
+
+def _state_dict_in(obj: Any, path: Path) -> dict[str, Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        if obj and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+            return dict(obj)
+    raise CheckpointError(f"{path} holds no state dict (a dictionary from names to tensors)")
+
+
+class Run:
+    """A run directory (see the module docstring): config, checkpoints and the metrics log.
+
+    Creating a ``Run`` touches nothing on disk; files and folders appear when first written.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The run's configuration, or ``None`` when none has been written."""
+        if not self.config_path.is_file():
+            return None
+        try:
+            return json.loads(self.config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunConfigError(f"{self.config_path} is not valid JSON: {e}") from e
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write ``config.json`` atomically."""
+        atomic_write_json(self.config_path, dict(config))
+
+    def checkpoint_path(self, step: int) -> Path:
+        """The weights file of the checkpoint at ``step``."""
+        return self.checkpoints_dir / f"step_{step:06d}.safetensors"
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps with a saved checkpoint, ascending."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.checkpoints_dir.iterdir() if (m := _STEP_FILE.match(p.name)))
+
+    def latest_step(self) -> int | None:
+        """The last step with a checkpoint, or ``None``."""
+        steps = self.checkpoint_steps()
+        return steps[-1] if steps else None
+
+    def save_checkpoint(self, step: int, model_state: Mapping[str, Tensor],
+                        state: Mapping[str, Any] | None = None) -> Path:
+        """Save the checkpoint of ``step`` (see :func:`save_checkpoint`)."""
+        return save_checkpoint(self.checkpoint_path(step), model_state, state, step=step)
+
+    def load_checkpoint(self, step: int | None = None, model: nn.Module | None = None, *,
+                        map_location: str | torch.device = "cpu") -> Checkpoint:
+        """Load the checkpoint of ``step`` (the latest if ``None``), into ``model`` if given."""
+        steps = self.checkpoint_steps()
+        if step is None:
+            if not steps:
+                raise FileNotFoundError(f"run {self.path} has no checkpoints")
+            step = steps[-1]
+        if step not in steps:
+            raise FileNotFoundError(f"run {self.path} has no checkpoint at step {step}; it has steps {steps}")
+        return load_checkpoint(self.checkpoint_path(step), model, map_location=map_location)
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Append one record (a JSON object, normally with ``step`` and ``instrument``) to metrics.jsonl."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(dict(record)) + "\n")
+            f.flush()
+
+    def metrics(self, instrument: str | None = None) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl in order (only those of ``instrument`` if given).
+
+        A last line cut short by a crash is skipped; a malformed line elsewhere is an error.
+        """
+        if not self.metrics_path.is_file():
+            return []
+        lines = self.metrics_path.read_text().splitlines()
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                if number == len(lines):
+                    break
+                raise ValueError(f"{self.metrics_path}, line {number}, is not valid JSON: {e}") from e
+        return [r for r in records if instrument is None or r.get("instrument") == instrument]
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop the records with ``step > after_step`` (atomically): on resuming from the checkpoint of
+        ``after_step``, what was logged after it is recomputed, so nothing is logged twice or lost."""
+        if not self.metrics_path.is_file():
+            return
+        kept = [r for r in self.metrics() if not (isinstance(r.get("step"), int) and r["step"] > after_step)]
+        atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept).encode())

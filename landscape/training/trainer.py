@@ -1,0 +1,448 @@
+"""Reproducible, resumable training runs with checkpoints, callbacks, spawning, rewinding and masks.
+
+One function, :func:`train`, runs :class:`~landscape.training.hparams.Hparams` in a run directory
+(see :mod:`landscape.runs`). Step ``s`` means "after ``s`` optimizer updates"; step 0 is the
+initialisation. At every step from the first to the last, in this order:
+
+1. at evaluation steps, the loss and accuracy on the whole train and test splits (eval mode) are
+   appended to metrics.jsonl as ``{"step", "instrument": "train" | "test", "loss", "accuracy", ...}``;
+2. every callback is called as ``callback(model, step, run)``;
+3. at checkpoint steps, the model, optimizer, RNG and loader state are saved;
+
+then, unless it is the last step, one update is taken on the next batch.
+
+Guarantees:
+
+* **Reproducible**: the same hyperparameters give bit-identical weights (on the same device and torch
+  build). The initialisation depends on ``init_seed`` only; the batch order (and any training-time
+  randomness such as dropout) on ``data_order_seed`` only. The caller's global RNG states are restored
+  when ``train`` returns.
+* **Resumable**: calling ``train`` again on a run directory that holds checkpoints continues from the
+  latest one and ends bit-identical to a run that never stopped; metrics logged after that checkpoint
+  are dropped first, so nothing is logged twice or lost, and callbacks are not called again for steps
+  at or before it. Asking for ``checkpoint_steps`` the run lacks (say, new spawn points of a finished
+  trunk) replays it, bit-identically, from the last checkpoint before the first missing one. A different
+  configuration in the directory is an error (:class:`RunConfigError`).
+* **Spawning** (instability analysis, Frankle et al. 2020): ``start=Start.spawn(parent_dir, k)``
+  continues another run's model and optimizer from its step-``k`` checkpoint, with this run's
+  ``data_order_seed`` for steps ``k`` to the end (the learning-rate schedule continues from ``k``).
+* **Rewinding** (iterative magnitude pruning): ``start=Start.rewind(source, k)`` starts from a model
+  state at step ``k`` (BatchNorm buffers included) with a fresh optimizer; the schedule and the batch
+  stream continue from ``k``.
+* **Masks**: with ``masks={name: 0/1 tensor}`` the masked weights are zeroed at the start, their
+  gradients are zeroed before and the weights re-zeroed after every update, so they stay exactly zero
+  and the optimizer state for them stays zero (SGD momentum and weight decay, Adam).
+
+Callbacks see the model in training mode holding the last step's gradients. A callback that must not
+change the run (a measurement) should leave parameters, buffers, gradients and RNG states as it found
+them, e.g. by working inside :func:`landscape.state.untouched`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from landscape.data.loaders import BatchLoader
+from landscape.data.registry import Dataset, load_dataset
+from landscape.evaluation import Evaluation, evaluate
+from landscape.models import build_model
+from landscape.runs import Run, RunConfigError, load_model_state, save_checkpoint
+from landscape.state import preserved_rng
+from landscape.training.hparams import Hparams
+
+Callback = Callable[[nn.Module, int, Run], None]
+_EVAL_BATCH = 1024
+_CONFIG_FORMAT = 1
+
+
+def at_steps(steps: int | Iterable[int], callback: Callback) -> Callback:
+    """``callback`` restricted to chosen steps: every ``steps`` steps (0 included) if an int, else the listed steps."""
+    if isinstance(steps, int):
+        if steps < 1:
+            raise ValueError(f"a callback period must be positive, got {steps}")
+        period = steps
+        return lambda model, step, run: callback(model, step, run) if step % period == 0 else None
+    chosen = frozenset(int(s) for s in steps)
+    return lambda model, step, run: callback(model, step, run) if step in chosen else None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a run begins when it does not begin from its own initialisation at step 0.
+
+    Attributes:
+        step: the step the run continues from (its learning-rate schedule and batch stream resume there).
+        model_state: the model's state dict at that step (parameters and buffers).
+        optimizer_state: an optimizer state dict to continue (spawning), or ``None`` for a fresh
+            optimizer (rewinding).
+        source: a human-readable origin, recorded in config.json.
+    """
+    step: int
+    model_state: Mapping[str, Tensor]
+    optimizer_state: Mapping[str, Any] | None = None
+    source: str = "a model state"
+
+    def __post_init__(self) -> None:
+        if self.step < 0:
+            raise ValueError(f"start step must be non-negative, got {self.step}")
+
+    @classmethod
+    def spawn(cls, run_dir: str | Path, step: int) -> Start:
+        """Continue run ``run_dir`` from its checkpoint at ``step``: model and optimizer state."""
+        checkpoint = Run(run_dir).load_checkpoint(step)
+        if "optimizer" not in checkpoint.state:
+            raise ValueError(f"the step-{step} checkpoint of {run_dir} has no optimizer state to spawn from; "
+                             f"use Start.rewind for a fresh optimizer")
+        return cls(step, checkpoint.model, checkpoint.state["optimizer"], source=f"spawn {run_dir}@{step}")
+
+    @classmethod
+    def rewind(cls, source: str | Path | nn.Module | Mapping[str, Tensor], step: int) -> Start:
+        """Start at ``step`` from the model state of run directory ``source`` at that step, or from a
+        model or state dict given directly; the optimizer starts fresh."""
+        if isinstance(source, (str, Path)):
+            state = Run(source).load_checkpoint(step).model
+            origin = f"rewind {source}@{step}"
+        else:
+            state = source.state_dict() if isinstance(source, nn.Module) else source
+            state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+            origin = f"rewind to a given state at step {step}"
+        return cls(step, state, None, source=origin)
+
+    def identity(self) -> dict[str, Any]:
+        """What distinguishes this start in config.json: step, optimizer or not, digest of the model state."""
+        return {"step": self.step, "optimizer": self.optimizer_state is not None,
+                "model_digest": tensors_digest(self.model_state), "source": self.source}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run: the run directory.
+        model: the trained model (on the training device, in training mode).
+        hparams: the hyperparameters.
+        steps: the run's total number of steps.
+        first_step: the step this call started from (0, the start step, or the checkpoint it resumed).
+        resumed: whether this call continued from one of the run's checkpoints (interrupted, finished or replayed).
+        train: loss and accuracy on the whole training split at the end.
+        test: the same on the test split.
+        seconds: wall time of this call.
+    """
+    run: Run
+    model: nn.Module
+    hparams: Hparams
+    steps: int
+    first_step: int
+    resumed: bool
+    train: Evaluation
+    test: Evaluation
+    seconds: float
+
+
+def init_model(hparams: Hparams, dataset: Dataset | None = None) -> nn.Module:
+    """The run's model at step 0, on the CPU in ``hparams.dtype``: built from the registry with the CPU RNG
+    seeded by ``init_seed`` (the caller's RNG state is left untouched)."""
+    dataset = dataset or load_dataset(hparams.data, **hparams.data_kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(hparams.init_seed)
+        model = build_model(hparams.model, dataset.input_shape, dataset.output_dim, **hparams.model_kwargs)
+    return model.to(hparams.torch_dtype)
+
+
+def load_model(run_dir: str | Path, step: int | None = None, *,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """The model of run ``run_dir`` at checkpoint ``step`` (the latest if ``None``), in eval mode."""
+    hparams = Hparams.from_run(run_dir)
+    model = init_model(hparams)
+    Run(run_dir).load_checkpoint(step, model)
+    return model.to(device).eval()
+
+
+def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
+    """A 16-hex-digit SHA-256 of names, dtypes, shapes and values of a tensor dictionary."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback] = (),
+          masks: Mapping[str, Tensor] | None = None, start: Start | None = None,
+          device: str | torch.device | None = None, progress: bool = True) -> TrainResult:
+    """Train ``hparams`` in ``run_dir``, resuming from the run's latest checkpoint if it has one.
+
+    Args:
+        hparams: the hyperparameters (model, data, optimizer, schedule, length, seeds, checkpoints).
+        run_dir: the run directory; created if needed.
+        callbacks: ``fn(model, step, run)`` called at every step (restrict with :func:`at_steps`).
+        masks: ``{parameter name: 0/1 tensor}``; masked weights stay exactly zero.
+        start: begin from another state (:meth:`Start.spawn`, :meth:`Start.rewind`) instead of step 0.
+        device: where to train; default CUDA when available, else CPU.
+        progress: show a progress bar with the recent batch loss and accuracy and the last test loss and accuracy.
+
+    Returns:
+        a :class:`TrainResult` with the trained model and its final train and test evaluation.
+
+    Raises:
+        RunConfigError: ``run_dir`` holds a run with other hyperparameters, start or masks.
+        landscape.runs.CheckpointError: a checkpoint is corrupt or does not fit the model.
+        FloatingPointError: the training loss became NaN or infinite.
+    """
+    began = time.perf_counter()
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    session = _Session.build(hparams, Run(run_dir), masks, device)
+    first = start.step if start is not None else 0
+    if first > session.total:
+        raise ValueError(f"start step {first} is beyond the run's {session.total} steps")
+    late = [s for s in hparams.checkpoint_steps if s > session.total]
+    if late:
+        raise ValueError(f"checkpoint_steps {late} are beyond the run's {session.total} steps")
+    _claim(session.run, hparams, _config(hparams, session.total, start, session.masks, device))
+
+    with preserved_rng():
+        resumed_at = session.resume(s for s in hparams.checkpoint_steps if s >= first)
+        step = began_at = resumed_at if resumed_at is not None else session.begin(start)
+        bar = tqdm(total=session.total, initial=step, disable=not progress, desc=session.run.path.name, unit="it",
+                   dynamic_ncols=True)
+        while True:
+            if step != resumed_at:  # the resumed checkpoint's step has had its hooks
+                edge = step in (first, session.total)
+                session.hooks(step, callbacks, log_evaluation=edge, checkpoint=edge or step in hparams.checkpoint_steps)
+            if step == session.total:
+                break
+            session.update(step)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(session.progress, refresh=False)
+        bar.close()
+    final = {split: evaluate(session.model, session.loss_fn, data) for split, data in session.evaluation.items()}
+    return TrainResult(run=session.run, model=session.model, hparams=hparams, steps=session.total,
+                       first_step=began_at, resumed=resumed_at is not None, train=final["train"],
+                       test=final["test"], seconds=time.perf_counter() - began)
+
+
+@dataclass
+class _Session:
+    """The live objects of one training call and the three things done with them: set up the first step,
+    run the hooks of a step, take an update."""
+    hparams: Hparams
+    run: Run
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: BatchLoader
+    loss_fn: nn.Module
+    masks: dict[str, Tensor]
+    device: torch.device
+    evaluation: dict[str, list[tuple[Tensor, Tensor]]]
+    total: int
+    shown: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> dict[str, str]:
+        """The progress bar's postfix: smoothed batch loss and accuracy, last test loss and accuracy."""
+        order = ("loss", "acc", "test_loss", "test_acc")
+        return {k: f"{self.shown[k]:.3f}" for k in order if k in self.shown}
+
+    @classmethod
+    def build(cls, hparams: Hparams, run: Run, masks: Mapping[str, Tensor] | None, device: torch.device) -> _Session:
+        dataset = load_dataset(hparams.data, **hparams.data_kwargs)
+        train_split, test_split = (_to(split, device, hparams.torch_dtype) for split in (dataset.train, dataset.test))
+        loader = BatchLoader(*train_split, hparams.batch_size, hparams.data_order_seed)
+        model = init_model(hparams, dataset).to(device)
+        return cls(hparams=hparams, run=run, model=model, optimizer=_optimizer(hparams, model), loader=loader,
+                   loss_fn=dataset.loss_fn(), masks=_checked_masks(model, masks), device=device,
+                   evaluation={"train": _chunks(*train_split), "test": _chunks(*test_split)},
+                   total=hparams.total_steps(loader.batches_per_epoch))
+
+    def resume(self, wanted: Iterable[int]) -> int | None:
+        """Restore model, optimizer, loader and RNG from the run's latest checkpoint, or from the last one
+        before the first of the ``wanted`` checkpoint steps that is missing; its step, or ``None`` for none."""
+        saved = self.run.checkpoint_steps()
+        missing = sorted(set(wanted) - set(saved))
+        usable = [s for s in saved if not missing or s <= missing[0]]
+        if not usable:
+            return None
+        step = usable[-1]
+        checkpoint = self.run.load_checkpoint(step, self.model, map_location=self.device)
+        self.optimizer.load_state_dict(checkpoint.state["optimizer"])
+        _configure(self.optimizer, self.hparams)
+        self.loader.load_state_dict(checkpoint.state["loader"])
+        _set_rng(checkpoint.state["rng"], self.device)
+        self.run.truncate_metrics(after_step=step)
+        return step
+
+    def begin(self, start: Start | None) -> int:
+        """Set up the first step of a new run (``start``'s state, masks, batch stream, RNG); that step."""
+        self.run.truncate_metrics(after_step=-1)
+        first = 0
+        if start is not None:
+            first = start.step
+            load_model_state(self.model, start.model_state, source=start.source)
+            if start.optimizer_state is not None:  # copied: loading aliases the tensors, training mutates them
+                self.optimizer.load_state_dict(copy.deepcopy(dict(start.optimizer_state)))
+                _configure(self.optimizer, self.hparams)
+        if self.masks:
+            _apply(self.model, self.masks)
+            save_checkpoint(self.run.path / "masks.safetensors", {k: v.to(torch.uint8) for k, v in self.masks.items()})
+        self.loader.position = first
+        torch.manual_seed(int(np.random.SeedSequence([self.hparams.data_order_seed, first]).generate_state(1)[0]))
+        return first
+
+    def hooks(self, step: int, callbacks: Sequence[Callback], *, log_evaluation: bool, checkpoint: bool) -> None:
+        """At ``step``: log the evaluation if asked or due, call the callbacks, save the checkpoint if asked or
+        due (``eval_every``, ``checkpoint_every``)."""
+        hp = self.hparams
+        if log_evaluation or (hp.eval_every and step % hp.eval_every == 0):
+            for split, data in self.evaluation.items():
+                result = evaluate(self.model, self.loss_fn, data)
+                self.run.log({"step": step, "instrument": split, "loss": result.loss, "accuracy": result.accuracy,
+                              "samples": result.samples})
+                if split == "test":
+                    self.shown["test_loss"] = result.loss
+                    if result.accuracy is not None:
+                        self.shown["test_acc"] = result.accuracy
+        for callback in callbacks:
+            callback(self.model, step, self.run)
+        if checkpoint or (hp.checkpoint_every and step % hp.checkpoint_every == 0):
+            self.run.save_checkpoint(step, self.model.state_dict(), {
+                "optimizer": self.optimizer.state_dict(), "loader": self.loader.state_dict(),
+                "rng": _get_rng(self.device), "lr": hp.lr_at(step)})
+
+    def update(self, step: int) -> None:
+        """One optimizer update from ``step`` to ``step + 1``, masks kept at zero."""
+        x, y = next(self.loader)
+        lr = self.hparams.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(x)
+        loss = self.loss_fn(out, y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss is {value} at step {step} (lr {lr:g}): lower the learning "
+                                     f"rate or add warm-up")
+        loss.backward()
+        named = dict(self.model.named_parameters())
+        for name, mask in self.masks.items():
+            if named[name].grad is not None:
+                named[name].grad.mul_(mask)
+        self.optimizer.step()
+        if self.masks:
+            _apply(self.model, self.masks)
+        self._smooth("loss", value)
+        if out.ndim == 2 and y.ndim == 1:
+            self._smooth("acc", float((out.argmax(1) == y).float().mean()))
+
+    def _smooth(self, name: str, value: float) -> None:
+        """Exponential moving average (over about 20 steps) shown in the progress bar."""
+        self.shown[name] = value if name not in self.shown else 0.95 * self.shown[name] + 0.05 * value
+
+
+def _optimizer(hparams: Hparams, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if hparams.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=hparams.lr)
+    else:
+        optimizer = torch.optim.Adam(params, lr=hparams.lr)
+    _configure(optimizer, hparams)
+    return optimizer
+
+
+def _configure(optimizer: torch.optim.Optimizer, hparams: Hparams) -> None:
+    """Set momentum and weight decay from ``hparams`` (a loaded optimizer state brings its own)."""
+    for group in optimizer.param_groups:
+        group["weight_decay"] = hparams.weight_decay
+        if hparams.optimizer == "sgd":
+            group["momentum"] = hparams.momentum
+        else:
+            group["betas"] = (hparams.momentum, 0.999)
+
+
+def _checked_masks(model: nn.Module, masks: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+    named = dict(model.named_parameters())
+    checked = {}
+    for name, mask in (masks or {}).items():
+        if name not in named:
+            raise KeyError(f"mask for unknown parameter {name!r}; the model has {list(named)}")
+        if tuple(mask.shape) != tuple(named[name].shape):
+            raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, the parameter has "
+                             f"{tuple(named[name].shape)}")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"mask for {name!r} has values other than 0 and 1")
+        checked[name] = mask.detach().to(device=named[name].device, dtype=named[name].dtype)
+    return checked
+
+
+@torch.no_grad()
+def _apply(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
+    named = dict(model.named_parameters())
+    for name, mask in masks.items():
+        named[name].mul_(mask)
+
+
+def _to(split: tuple[Tensor, Tensor], device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    return tuple(t.to(device, dtype if t.is_floating_point() else None) for t in split)  # type: ignore[return-value]
+
+
+def _chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
+    return [(x[i:i + _EVAL_BATCH], y[i:i + _EVAL_BATCH]) for i in range(0, len(x), _EVAL_BATCH)]
+
+
+def _config(hparams: Hparams, total: int, start: Start | None, masks: Mapping[str, Tensor],
+            device: torch.device) -> dict[str, Any]:
+    return {"format": _CONFIG_FORMAT, "name": hparams.name, "hparams": hparams.to_dict(), "total_steps": total,
+            "start": start.identity() if start is not None else None,
+            "masks": ({"digest": tensors_digest({k: v.bool() for k, v in masks.items()}),
+                       "density": float(sum(m.sum() for m in masks.values()) / sum(m.numel() for m in masks.values()))}
+                      if masks else None),
+            "device": str(device)}
+
+
+def _claim(run: Run, hparams: Hparams, config: dict[str, Any]) -> None:
+    """Write config.json for a new run, or check that an existing run is the same run."""
+    existing = run.read_config()
+    if existing is None:
+        if run.checkpoint_steps():
+            raise RunConfigError(f"{run.path} has checkpoints but no config.json; refusing to guess what it holds")
+        run.write_config(config)
+        return
+    try:
+        theirs = Hparams.from_dict(existing["hparams"]).identity()
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunConfigError(f"{run.config_path} is not a landscape training config: {e}") from e
+    mine = hparams.identity()
+    differences = [f"{k}: {theirs.get(k)!r} in the run, {mine[k]!r} asked" for k in mine if theirs.get(k) != mine[k]]
+    for key, fields in (("start", ("step", "optimizer", "model_digest")), ("masks", ("digest",))):
+        a, b = existing.get(key) or {}, config.get(key) or {}
+        if any(a.get(f) != b.get(f) for f in fields):
+            differences.append(f"{key}: {existing.get(key)} in the run, {config.get(key)} asked")
+    if differences:
+        raise RunConfigError(f"{run.path} holds a different run ({'; '.join(differences)}); use another run "
+                             f"directory, or delete this one to start over")
+
+
+def _get_rng(device: torch.device) -> dict[str, Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng(state: Mapping[str, Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
