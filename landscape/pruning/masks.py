@@ -5,7 +5,9 @@ prunable (parameters with two or more dimensions); biases and BatchNorm affine p
 unless asked, as in Frankle & Carbin (2019). Magnitude pruning removes, among the weights a mask still
 keeps, the fraction with the smallest absolute value, either over all prunable layers together
 (``scope="global"``) or within each layer (``scope="layer"``). Pruning 20% per round leaves a
-density of 0.8**n after n rounds (to within one weight per round of rounding).
+density of 0.8**n after n rounds (to within one weight per round of rounding); :func:`prune_to_density`
+keeps an exact count instead, ``round(N * d)`` of the ``N`` prunable weights (per layer for
+``scope="layer"``), which is what iterative magnitude pruning uses with ``d = 0.8**n``.
 """
 from __future__ import annotations
 
@@ -63,6 +65,41 @@ def magnitude_masks(model: nn.Module, fraction: float = 0.2, masks: Mapping[str,
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    return _magnitude(model, masks, scope, prunable, exclude_output,
+                      lambda alive, total: int(round(alive * (1.0 - fraction))))
+
+
+def prune_to_density(model: nn.Module, target: float, masks: Mapping[str, Tensor] | None = None, *,
+                     scope: Literal["global", "layer"] = "global", prunable: Prunable = None,
+                     exclude_output: bool = False) -> Masks:
+    """Keep exactly ``round(N * target)`` of the ``N`` masked coordinates (all prunable weights for
+    ``scope="global"``, each layer's for ``scope="layer"``), the largest ``|w|`` among those ``masks``
+    still keeps.
+
+    Counting from ``N`` rather than from the survivors of the previous round keeps rounding errors from
+    accumulating: round ``n`` of iterative pruning with ``target = 0.8**n`` has density
+    ``round(N 0.8**n) / N`` exactly. Ties are broken by position.
+
+    Raises:
+        ValueError: ``target`` is not in (0, 1], or it would keep more weights than ``masks`` keeps.
+    """
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target density must be in (0, 1], got {target}")
+
+    def count(alive: int, total: int) -> int:
+        keep = int(round(total * target))
+        if keep > alive:
+            raise ValueError(f"target density {target} keeps {keep} of {total} weights, but the masks keep only "
+                             f"{alive}: pruning cannot revive weights")
+        return keep
+
+    return _magnitude(model, masks, scope, prunable, exclude_output, count)
+
+
+def _magnitude(model: nn.Module, masks: Mapping[str, Tensor] | None, scope: str, prunable: Prunable,
+               exclude_output: bool, count: Callable[[int, int], int]) -> Masks:
+    """Masks keeping the ``count(alive, total)`` largest ``|w|`` among the alive coordinates, globally or per
+    layer (``total``: all coordinates of the group, ``alive``: those ``masks`` keeps)."""
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
     named = dict(model.named_parameters())
@@ -72,9 +109,10 @@ def magnitude_masks(model: nn.Module, fraction: float = 0.2, masks: Mapping[str,
     scores = {n: torch.where(current[n].bool(), named[n].detach().abs().float(),
                              torch.full_like(named[n], float("inf"), dtype=torch.float)) for n in names}
     if scope == "layer":
-        return {n: _keep_largest(scores[n], int(current[n].sum()), fraction) for n in names}
+        return {n: _keep_largest(scores[n], count(int(current[n].sum()), current[n].numel())) for n in names}
     flat = torch.cat([scores[n].reshape(-1).cpu() for n in names])
-    kept = _keep_largest(flat, int(sum(int(current[n].sum()) for n in names)), fraction)
+    alive = int(sum(int(current[n].sum()) for n in names))
+    kept = _keep_largest(flat, count(alive, flat.numel()))
     out, start = {}, 0
     for n in names:
         size = scores[n].numel()
@@ -83,10 +121,8 @@ def magnitude_masks(model: nn.Module, fraction: float = 0.2, masks: Mapping[str,
     return out
 
 
-def _keep_largest(scores: Tensor, alive: int, fraction: float) -> Tensor:
-    """Boolean mask keeping the ``round(alive * (1 - fraction))`` largest finite scores (pruned ones are inf
-    and are never kept)."""
-    keep = int(round(alive * (1.0 - fraction)))
+def _keep_largest(scores: Tensor, keep: int) -> Tensor:
+    """Boolean mask keeping the ``keep`` largest finite scores (pruned ones are inf and are never kept)."""
     flat = scores.reshape(-1)
     finite = torch.where(torch.isinf(flat), torch.full_like(flat, -1.0), flat)
     order = torch.sort(finite, descending=True, stable=True).indices

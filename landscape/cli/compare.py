@@ -1,0 +1,48 @@
+"""``landscape compare DENSE IMP``: ticket versus dense (:mod:`landscape.compare`).
+
+    landscape compare runs/imp/round_00 runs/imp --samples 1000 --instability-replicates 1
+
+Measures the dense run and every ticket (and trained control) of the IMP directory, writes
+comparison.json, comparison.md, densities/ and figures/ to ``--out`` (default ``IMP/compare``) and prints
+the table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from landscape.cli import _int_list
+from landscape.compare import CompareSettings, compare
+
+HELP = "compare lottery tickets with the dense network: accuracy, restricted Hessian spectra, barriers, instability"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Positional DENSE and IMP directories, ``--out``, the :class:`CompareSettings` fields, device and progress."""
+    parser.add_argument("dense", type=Path, help="the dense run directory (e.g. IMP/round_00)")
+    parser.add_argument("imp", type=Path, help="the IMP directory written by `landscape prune`")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: IMP/compare)")
+    parser.add_argument("--rounds", type=_int_list, default=None, metavar="N,N,...",
+                        help="the rounds to measure (default: every finished round)")
+    for f in dataclasses.fields(CompareSettings):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=f"do not {f.metadata['help']}")
+        else:
+            kind = {"int": int, "float": float}[str(f.type)]
+            parser.add_argument(flag, type=kind, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison and print its table and where it was written."""
+    settings = CompareSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CompareSettings)})
+    result = compare(args.dense, args.imp, args.out, settings=settings, rounds=args.rounds, device=args.device,
+                     progress=not args.no_progress)
+    print(result.markdown(), end="")
+    print(f"written to {result.out_dir} (comparison.json, comparison.md, densities/, figures/)")
+    return 0
+

@@ -1,0 +1,75 @@
+"""``landscape prune``: iterative magnitude pruning with rewinding and controls (:mod:`landscape.pruning.imp`).
+
+    landscape prune --model lenet300 --data mnist1d --rounds 8 --rewind 100it --controls reinit,random --out runs/imp
+
+The training options are those of ``landscape train``; the run trains the dense network, then one pruned
+round after another, and prints a line per round. Running it again resumes: finished rounds are skipped,
+more rounds or controls are added.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from landscape.cli import _key_values, _train_arguments
+from landscape.pruning.imp import CONTROLS, IMPResult, PruningHparams, iterative_magnitude_pruning
+from landscape.training import Hparams
+
+HELP = "iterative magnitude pruning with rewinding, random controls and stability to pruning (lottery tickets)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training options of ``landscape train`` (``--out`` is the IMP directory) and the pruning options."""
+    _train_arguments(parser)
+    group = parser.add_argument_group("pruning")
+    for name, kind in (("rounds", int), ("target_density", float), ("fraction", float), ("rewind", str),
+                       ("control_seed", int)):
+        default = next(f.default for f in dataclasses.fields(PruningHparams) if f.name == name)
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                           help=f"{PruningHparams.help(name)} (default: {default})")
+    group.add_argument("--scope", choices=("global", "layer"), default="global", help=PruningHparams.help("scope"))
+    group.add_argument("--exclude-output", action="store_true", help=PruningHparams.help("exclude_output"))
+    group.add_argument("--controls", type=_names, default=(), metavar="NAME,NAME,...",
+                       help=f"comma-separated controls from {','.join(CONTROLS)} (default: none)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run or resume the experiment and print its rounds."""
+    hparams = _hparams(args)
+    pruning = PruningHparams(rounds=args.rounds, target_density=args.target_density, fraction=args.fraction,
+                             scope=args.scope, rewind=args.rewind, exclude_output=args.exclude_output,
+                             controls=args.controls, control_seed=args.control_seed)
+    out = args.out if args.out is not None else Path("runs") / f"imp_{hparams.name}_{pruning.digest}"
+    result = iterative_magnitude_pruning(hparams, pruning, out, device=args.device, progress=not args.no_progress)
+    print(summary(result))
+    print(f"IMP directory: {result.path} (imp.json, round_NN/ with round.json and controls/)")
+    return 0
+
+
+def summary(result: IMPResult) -> str:
+    """A text table: per round the density, test accuracy, stability to pruning and each control's accuracy."""
+    controls = list(result.pruning.controls)
+    header = f"{'round':>5} {'density':>8} {'test acc':>8} {'distance':>9} " + " ".join(f"{c:>9}" for c in controls)
+    lines = [f"rewind to step {result.rewind_step}; accuracies on the test split after training", header]
+    for r in result.rounds:
+        distance = "" if r.stability is None else f"{r.stability.distance:.3f}"
+        cells = [_accuracy(r.controls[c].test.accuracy) if c in r.controls else "" for c in controls]
+        lines.append(f"{r.round:>5} {100 * r.density:>7.2f}% {_accuracy(r.test.accuracy):>8} {distance:>9} "
+                     + " ".join(f"{c:>9}" for c in cells))
+    return "\n".join(lines)
+
+
+def _hparams(args: argparse.Namespace) -> Hparams:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Hparams)}
+    for name in ("model_kwargs", "data_kwargs"):
+        values[name] = _key_values(values[name], "--" + name.replace("_", "-"))
+    return Hparams(**values)
+
+
+def _accuracy(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -1,0 +1,95 @@
+import json
+
+import pytest
+import torch
+
+import landscape.compare as compare_module
+from landscape.compare import ROW_KEYS, CompareSettings, compare, restricted_curvature
+from landscape.connectivity import load_run_checkpoint
+from landscape.operators import Hessian
+from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir
+from landscape.training import Hparams
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HPARAMS = Hparams(model="mlp", model_kwargs={"widths": [10]}, data="teacher_student",
+                  data_kwargs={"train_size": 64, "test_size": 32, "input_dim": 6, "num_classes": 3}, batch_size=16,
+                  steps="8it", lr=0.1, eval_every=0, checkpoint_every=0)
+SETTINGS = CompareSettings(samples=48, eigenvalues=2, max_matvecs=200, trace_matvecs=12, density_steps=12,
+                           density_runs=2, points=5, instability_replicates=1)
+
+
+@pytest.fixture(scope="module")
+def imp_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("imp")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    iterative_magnitude_pruning(HPARAMS, PruningHparams(rounds=2, rewind="2it", controls=("random", "supermask")),
+                                path, progress=False)
+    torch.set_num_threads(threads)
+    return path
+
+
+def test_compare_writes_every_row_key_to_json_and_markdown_with_figures(imp_dir, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    result = compare(round_dir(imp_dir, 0), imp_dir, out, settings=SETTINGS, progress=False)
+    saved = json.loads((out / "comparison.json").read_text())
+    names = [r["name"] for r in saved["rows"]]
+    assert names == ["dense", "ticket_r01", "random_r01", "ticket_r02", "random_r02"]
+    for row in saved["rows"]:
+        assert set(row) == set(ROW_KEYS)
+        assert row["lambda_max"] >= row["lambda_min"] and row["weights"] > 0
+        assert row["trace_per_weight"] == pytest.approx(row["trace"] / row["weights"])
+    dense, ticket = saved["rows"][0], saved["rows"][1]
+    assert dense["density"] == 1.0 and dense["barrier_to_dense"] is None and dense["instability"] is not None
+    assert ticket["density"] == pytest.approx(0.8, abs=0.01) and ticket["weights"] < dense["weights"]
+    assert ticket["barrier_to_dense"] is not None and ticket["instability"] is not None
+    assert ticket["stability_distance"] > 0 and saved["rows"][2]["instability"] is None  # controls: no instability
+    table = (out / "comparison.md").read_text()
+    assert all(f"| {name} |" in table for name in names)
+    for figure in ("accuracy_vs_density", "spectral_density", "curvature_vs_density"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert len(result.rows) == 5 and set(result.densities) == set(names)
+
+    measured = []
+    monkeypatch.setattr(compare_module, "_measure", lambda *a, **k: measured.append(a[0]))
+    again = compare(round_dir(imp_dir, 0), imp_dir, out, settings=SETTINGS, progress=False)
+    assert measured == [] and again.rows == result.rows  # rows with the same settings are reused
+
+
+def test_restricted_curvature_is_that_of_the_hessian_on_surviving_weights(imp_dir):
+    net = load_run_checkpoint(round_dir(imp_dir, 2))
+    model = net.model.double()
+    data = [(x.double(), y) for x, y in net.data["train"]]
+    settings = CompareSettings(eigenvalues=2, eig_tol=1e-8, max_matvecs=2000, trace_matvecs=60, density_steps=20,
+                               density_runs=2)
+    measured, spectrum = restricted_curvature(model, net.loss_fn, data, net.masks, settings)
+    exact = torch.linalg.eigvalsh(Hessian(model, net.loss_fn, data, masks=net.masks).to_dense())
+    full = torch.linalg.eigvalsh(Hessian(model, net.loss_fn, data).to_dense())
+    assert measured["weights"] == exact.numel() == spectrum.dim < full.numel()
+    assert measured["lambda_max"] == pytest.approx(float(exact[-1]), rel=1e-6)
+    assert measured["lambda_min"] == pytest.approx(float(exact[0]), rel=1e-6, abs=1e-9)
+    assert measured["trace"] == pytest.approx(float(exact.sum()), abs=4 * measured["trace_stderr"] + 1e-9)
+
+
+def test_cli_compare_prints_the_table(imp_dir, tmp_path, capsys):
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    import landscape
+    spec = importlib.util.spec_from_file_location("landscape_cli_compare",
+                                                  Path(landscape.__file__).parent / "cli" / "compare.py")
+    command = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(command)
+    parser = argparse.ArgumentParser(prog="landscape compare")
+    command.add_arguments(parser)
+    args = parser.parse_args([str(round_dir(imp_dir, 0)), str(imp_dir), "--out", str(tmp_path / "c"), "--rounds", "2",
+                              "--samples", "32", "--eigenvalues", "1", "--trace-matvecs", "8", "--density-steps", "6",
+                              "--density-runs", "2", "--points", "3", "--instability-replicates", "0", "--no-controls",
+                              "--no-progress"])
+    assert "\n" not in command.HELP and args.controls is False and args.rounds == (2,)
+    assert command.run(args) == 0
+    out = capsys.readouterr().out
+    assert "| dense |" in out and "| ticket_r02 |" in out and "ticket_r01" not in out and "random" not in out
+    assert (tmp_path / "c" / "comparison.md").read_text().endswith(out.split("written to")[0])
