@@ -74,14 +74,8 @@ def test_restricted_curvature_is_that_of_the_hessian_on_surviving_weights(imp_di
 
 def test_cli_compare_prints_the_table(imp_dir, tmp_path, capsys):
     import argparse
-    import importlib.util
-    from pathlib import Path
 
-    import landscape
-    spec = importlib.util.spec_from_file_location("landscape_cli_compare",
-                                                  Path(landscape.__file__).parent / "cli" / "compare.py")
-    command = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(command)
+    from landscape.cli import compare as command
     parser = argparse.ArgumentParser(prog="landscape compare")
     command.add_arguments(parser)
     args = parser.parse_args([str(round_dir(imp_dir, 0)), str(imp_dir), "--out", str(tmp_path / "c"), "--rounds", "2",

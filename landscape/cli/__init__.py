@@ -4,8 +4,8 @@ Each subcommand is one :class:`Command`: a one-line help (what ``landscape --hel
 that adds its arguments to its parser, and a function that runs it and returns an exit code. A command
 lives either here, as those two functions and one entry of ``_COMMANDS``, or in its own module
 ``landscape/cli/<name>.py`` defining ``HELP``, ``add_arguments(parser)`` and ``run(args)``, with its name
-added to ``_MODULE_COMMANDS``. Shared argument helpers (``_train_arguments``, ``_int_list``,
-``_key_values``) are here for those modules.
+added to ``_MODULE_COMMANDS``. Shared argument helpers (:func:`add_hparams_arguments`,
+:func:`hparams_from_args`, :func:`int_list`) are here for those modules.
 """
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`Hparams` field (its help string, its default), then ``--out``, ``--device`` and
-    ``--no-progress``; :func:`_train` turns them back into ``Hparams``."""
+def add_hparams_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`Hparams` field (its help string, its default), then ``--device`` and
+    ``--no-progress``; :func:`hparams_from_args` turns them back into ``Hparams``. Each command adds its
+    own ``--out``."""
     hints = typing.get_type_hints(Hparams)
     for f in dataclasses.fields(Hparams):
         flag = "--" + f.name.replace("_", "-")
@@ -45,24 +46,34 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         if kind is int or kind is float or kind is str:
             parser.add_argument(flag, type=kind, default=default, help=f"{f.metadata['help']} (default: {default})")
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, type=_int_list, default=default, metavar="N,N,...",
+            parser.add_argument(flag, type=int_list, default=default, metavar="N,N,...",
                                 help=f"{f.metadata['help']} (comma-separated; default: {_show_list(default)})")
         else:
             parser.add_argument(flag, nargs="*", default=[], metavar="KEY=VALUE",
                                 help=f"{f.metadata['help']}; VALUE is JSON or a plain string")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/<model>_<data>_<hash of the hyperparameters>); "
-                             "an interrupted run there resumes")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _train(args: argparse.Namespace) -> int:
-    """Train (or resume) the run and print its final losses and accuracies and where it was written."""
+def hparams_from_args(args: argparse.Namespace) -> Hparams:
+    """The :class:`Hparams` that :func:`add_hparams_arguments`' options describe."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Hparams)}
     for name in ("model_kwargs", "data_kwargs"):
         values[name] = _key_values(values[name], "--" + name.replace("_", "-"))
-    hparams = Hparams(**values)
+    return Hparams(**values)
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hyperparameter options and the run directory."""
+    add_hparams_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run directory (default: runs/<model>_<data>_<hash of the hyperparameters>); "
+                             "an interrupted run there resumes")
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train (or resume) the run and print its final losses and accuracies and where it was written."""
+    hparams = hparams_from_args(args)
     out = args.out if args.out is not None else Path("runs") / hparams.name
     result = train(hparams, out, device=args.device, progress=not args.no_progress)
     verb = "resumed" if result.resumed else "trained"
@@ -93,7 +104,7 @@ _COMMANDS: list[Command] = [
             _train),
     Command("list", "list the registered models and data sets", _list_arguments, _list),
 ]
-_MODULE_COMMANDS: tuple[str, ...] = ("prune", "compare", "instability")
+_MODULE_COMMANDS: tuple[str, ...] = ("interpolate", "surface", "instability", "prune", "compare")
 
 
 def commands() -> list[Command]:
@@ -132,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)``, as an argparse type."""
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:

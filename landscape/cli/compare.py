@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from landscape.cli import _int_list
+from landscape.cli import int_list
 from landscape.compare import CompareSettings, compare
 
 HELP = "compare lottery tickets with the dense network: accuracy, restricted Hessian spectra, barriers, instability"
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dense", type=Path, help="the dense run directory (e.g. IMP/round_00)")
     parser.add_argument("imp", type=Path, help="the IMP directory written by `landscape prune`")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: IMP/compare)")
-    parser.add_argument("--rounds", type=_int_list, default=None, metavar="N,N,...",
+    parser.add_argument("--rounds", type=int_list, default=None, metavar="N,N,...",
                         help="the rounds to measure (default: every finished round)")
     for f in dataclasses.fields(CompareSettings):
         flag = "--" + f.name.replace("_", "-")

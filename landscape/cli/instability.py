@@ -14,26 +14,28 @@ from __future__ import annotations
 
 import argparse
 import math
-import dataclasses
 from pathlib import Path
 
 from torch import Tensor
 
-from landscape.cli import _int_list, _key_values, _train_arguments
+from landscape.cli import add_hparams_arguments, hparams_from_args, int_list
 from landscape.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
 from landscape.plots import save_figure
 from landscape.plots.instability import plot_instability
 from landscape.runs import load_checkpoint
-from landscape.training import Hparams, Start
+from landscape.training import Start
 
 HELP = "instability analysis: barrier between copies spawned at step k and trained on different data orders"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The training options of ``landscape train`` and the analysis options."""
-    _train_arguments(parser)
+    add_hparams_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="analysis directory: the trunk, every spawned child and instability.json (default: "
+                             "runs/instability_<hparams>); rerunning resumes")
     group = parser.add_argument_group("instability analysis")
-    group.add_argument("--spawn", type=_int_list, required=True, metavar="K,K,...",
+    group.add_argument("--spawn", type=int_list, required=True, metavar="K,K,...",
                        help="comma-separated spawn steps k, e.g. 0,50,100,200,500,1000")
     group.add_argument("--replicates", type=int, default=2,
                        help="pairs of children per spawn step, each on its own two data orders (default: 2)")
@@ -56,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume the analysis, print its table and write the figure."""
-    hparams = _hparams(args)
+    hparams = hparams_from_args(args)
     start = Start.rewind(args.rewind, min(args.spawn)) if args.rewind is not None and args.spawn else None
     out = args.out if args.out is not None else Path("runs") / f"instability_{hparams.name}"
     result = instability(hparams, args.spawn, out, replicates=args.replicates,
@@ -83,12 +85,6 @@ def summary(result: InstabilityResult) -> str:
         lines.append(f"{k:>7} " + " ".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)
 
-
-def _hparams(args: argparse.Namespace) -> Hparams:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Hparams)}
-    for name in ("model_kwargs", "data_kwargs"):
-        values[name] = _key_values(values[name], "--" + name.replace("_", "-"))
-    return Hparams(**values)
 
 
 def _masks(path: Path) -> dict[str, Tensor]:

@@ -12,16 +12,18 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from landscape.cli import _key_values, _train_arguments
+from landscape.cli import add_hparams_arguments, hparams_from_args
 from landscape.pruning.imp import CONTROLS, IMPResult, PruningHparams, iterative_magnitude_pruning
-from landscape.training import Hparams
 
 HELP = "iterative magnitude pruning with rewinding, random controls and stability to pruning (lottery tickets)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The training options of ``landscape train`` (``--out`` is the IMP directory) and the pruning options."""
-    _train_arguments(parser)
+    add_hparams_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="IMP directory, one run directory per round (default: runs/imp_<hparams>_<pruning "
+                             "digest>); rerunning resumes and skips finished rounds")
     group = parser.add_argument_group("pruning")
     for name, kind in (("rounds", int), ("target_density", float), ("fraction", float), ("rewind", str),
                        ("control_seed", int)):
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume the experiment and print its rounds."""
-    hparams = _hparams(args)
+    hparams = hparams_from_args(args)
     pruning = PruningHparams(rounds=args.rounds, target_density=args.target_density, fraction=args.fraction,
                              scope=args.scope, rewind=args.rewind, exclude_output=args.exclude_output,
                              controls=args.controls, control_seed=args.control_seed)
@@ -59,12 +61,6 @@ def summary(result: IMPResult) -> str:
                      + " ".join(f"{c:>9}" for c in cells))
     return "\n".join(lines)
 
-
-def _hparams(args: argparse.Namespace) -> Hparams:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Hparams)}
-    for name in ("model_kwargs", "data_kwargs"):
-        values[name] = _key_values(values[name], "--" + name.replace("_", "-"))
-    return Hparams(**values)
 
 
 def _accuracy(value: float | None) -> str:

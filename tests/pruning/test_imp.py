@@ -180,30 +180,15 @@ def test_restricted_hessian_is_the_principal_submatrix_on_surviving_weights():
     torch.testing.assert_close(restricted, full[keep][:, keep], rtol=1e-10, atol=1e-12)
 
 
-def _command(name):
-    """The CLI module ``landscape/cli/<name>.py`` (imported by path while ``landscape.cli`` is still a module)."""
-    import argparse
-    import importlib.util
-    from pathlib import Path
-
-    import landscape
-    path = Path(landscape.__file__).parent / "cli" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"landscape_cli_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    parser = argparse.ArgumentParser(prog=f"landscape {name}")
-    module.add_arguments(parser)
-    return module, parser
-
-
 def test_cli_prune_runs_end_to_end_and_resumes(tmp_path, capsys):
-    prune, parser = _command("prune")
+    from landscape.cli import main
+    from landscape.cli import prune
     assert "\n" not in prune.HELP
     argv = ["--model", "mlp", "--model-kwargs", "widths=[12]", "--data", "teacher_student", "--data-kwargs",
             "train_size=64", "test_size=32", "input_dim=8", "num_classes=3", "--batch-size", "16", "--steps", "6it",
             "--eval-every", "0", "--rounds", "2", "--rewind", "2it", "--controls", "random,supermask",
             "--scope", "layer", "--out", str(tmp_path / "imp"), "--no-progress"]
-    assert prune.run(parser.parse_args(argv)) == 0
+    assert main(["prune", *argv]) == 0
     out = capsys.readouterr().out
     assert "rewind to step 2" in out and "random" in out and "supermask" in out
     lines = [l for l in out.splitlines() if l.strip()[:1].isdigit()]
@@ -213,5 +198,5 @@ def test_cli_prune_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert set(result.rounds[2].controls) == {"random", "supermask"}
     saved = json.loads((tmp_path / "imp" / "imp.json").read_text())
     assert saved["hparams"]["model_kwargs"] == {"widths": [12]} and saved["pruning"]["rounds"] == 2
-    assert prune.run(parser.parse_args(argv)) == 0
+    assert main(["prune", *argv]) == 0
     assert capsys.readouterr().out == out
