@@ -133,6 +133,14 @@ def test_a_different_configuration_in_the_run_directory_is_a_clear_error(tmp_pat
     assert run(tiny(eval_every=10, checkpoint_every=3), tmp_path).resumed  # bookkeeping fields may change
 
 
+def test_resuming_with_another_thread_count_warns_that_bit_identity_is_lost(tmp_path):
+    run(tiny(checkpoint_steps=(0, 7)), tmp_path)
+    Run(tmp_path).checkpoint_path(20).unlink()
+    torch.set_num_threads(2)  # the one_thread fixture restores the count afterwards
+    with pytest.warns(UserWarning, match="threads 1 -> 2"):
+        run(tiny(checkpoint_steps=(0, 7)), tmp_path)
+
+
 def test_a_corrupt_checkpoint_or_a_directory_without_config_is_refused(tmp_path):
     run(tiny(), tmp_path / "a")
     path = Run(tmp_path / "a").checkpoint_path(20)

@@ -13,10 +13,11 @@ then, unless it is the last step, one update is taken on the next batch.
 
 Guarantees:
 
-* **Reproducible**: the same hyperparameters give bit-identical weights (on the same device and torch
-  build). The initialisation depends on ``init_seed`` only; the batch order (and any training-time
-  randomness such as dropout) on ``data_order_seed`` only. The caller's global RNG states are restored
-  when ``train`` returns.
+* **Reproducible**: the same hyperparameters give bit-identical weights on the same device, torch build
+  and number of intra-op threads (``torch.get_num_threads()``, e.g. ``OMP_NUM_THREADS``; config.json
+  records it and the device, and resuming with others warns). The initialisation depends on
+  ``init_seed`` only; the batch order (and any training-time randomness such as dropout) on
+  ``data_order_seed`` only. The caller's global RNG states are restored when ``train`` returns.
 * **Resumable**: calling ``train`` again on a run directory that holds checkpoints continues from the
   latest one and ends bit-identical to a run that never stopped; metrics logged after that checkpoint
   are dropped first, so nothing is logged twice or lost, and callbacks are not called again for steps
@@ -43,6 +44,7 @@ import copy
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,7 +411,7 @@ def _config(hparams: Hparams, total: int, start: Start | None, masks: Mapping[st
             "masks": ({"digest": tensors_digest({k: v.bool() for k, v in masks.items()}),
                        "density": float(sum(m.sum() for m in masks.values()) / sum(m.numel() for m in masks.values()))}
                       if masks else None),
-            "device": str(device)}
+            "device": str(device), "threads": torch.get_num_threads()}
 
 
 def _claim(run: Run, hparams: Hparams, config: dict[str, Any]) -> None:
@@ -433,6 +435,10 @@ def _claim(run: Run, hparams: Hparams, config: dict[str, Any]) -> None:
     if differences:
         raise RunConfigError(f"{run.path} holds a different run ({'; '.join(differences)}); use another run "
                              f"directory, or delete this one to start over")
+    changed = [f"{k} {existing.get(k)} -> {config[k]}" for k in ("device", "threads") if existing.get(k) != config[k]]
+    if changed and run.checkpoint_steps():
+        warnings.warn(f"continuing {run.path} with another {', '.join(changed)}: floating-point results depend on "
+                      f"them, so the run will not be bit-identical to one that never stopped", stacklevel=3)
 
 
 def _get_rng(device: torch.device) -> dict[str, Tensor]:
