@@ -19,7 +19,8 @@ each product recomputes it chunk by chunk, shared by all the vectors of the prod
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import torch
@@ -28,10 +29,12 @@ from torch.func import grad, vmap
 
 from landscape.operators.base import CurvatureOperator, PreparedBatch
 from landscape.operators.checks import batch_statistics_modules
-from landscape.operators.functional import LossFn
-from landscape.operators.likelihoods import sampler_for
+from landscape.operators.functional import FunctionalModel, LossFn
+from landscape.operators.likelihoods import Sampler, sampler_for
+from landscape.params import ParamSpace
 
 CHUNK_BYTES = 2 ** 26
+RANK_STRIDE = 2 ** 32
 
 
 class Fisher(CurvatureOperator):
@@ -41,9 +44,12 @@ class Fisher(CurvatureOperator):
         kind: ``"empirical"`` (the data's labels) or ``"true"`` (labels sampled from the model).
         samples: labels drawn per input for ``kind="true"`` (``S`` above).
         seed: seed of the label draws; batch ``i`` uses its own generator seeded from ``(seed, i)``, so
-            the draws do not depend on caching or on the global random state (left untouched).
-        **kwargs: as for :class:`~landscape.operators.base.CurvatureOperator`. BatchNorm with batch
-            statistics is refused: per-sample gradients need per-sample outputs.
+            the draws do not depend on caching or on the global random state (left untouched). On rank
+            ``r`` of a process group, batch ``i`` draws as batch ``i + r * 2**32`` would: the ranks' draws
+            are independent (and rank 0's are those of a single process).
+        **kwargs: as for :class:`~landscape.operators.base.CurvatureOperator` (``compile=`` compiles the
+            per-sample gradients). BatchNorm with batch statistics is refused: per-sample gradients need
+            per-sample outputs.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *,
@@ -79,23 +85,49 @@ class Fisher(CurvatureOperator):
     def _gradient_chunks(self, index: int, inputs: Tensor, targets: Tensor) -> Iterator[Tensor]:
         """The per-sample gradients of batch ``index`` as ``(chunk, dim)`` blocks."""
         if self.kind == "true":
-            inputs, targets = self._sampled(index, inputs)
-        fn = self._fn
+            inputs, targets = sampled_labels(self._fn, self._sampler, inputs, self.samples, self.seed,
+                                             index + self.rank * RANK_STRIDE)
+        return per_sample_gradients(self._fn, self.space, inputs, targets,
+                                    block=self._compiled(self._gradient_block))
 
-        def per_sample(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            return fn.loss(p, x.unsqueeze(0), y.unsqueeze(0))
+    def _gradient_block(self, x: Tensor, y: Tensor) -> Tensor:
+        """:func:`gradient_block` of this operator's model: a pure function of tensors, to compile."""
+        return gradient_block(self._fn, self.space, x, y)
 
-        per_sample_grad = vmap(grad(per_sample), in_dims=(None, 0, 0))
-        itemsize = torch.finfo(self.dtype).bits // 8
-        chunk = max(1, CHUNK_BYTES // (self.space.dim * itemsize))
-        for start in range(0, inputs.shape[0], chunk):
-            stop = start + chunk
-            yield self.space.to_flat(per_sample_grad(fn.primals, inputs[start:stop], targets[start:stop]))
 
-    def _sampled(self, index: int, inputs: Tensor) -> tuple[Tensor, Tensor]:
-        """Inputs repeated ``samples`` times (sample-major) and labels drawn from the model for them."""
-        generator = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + index)
-        with torch.no_grad():
-            outputs = self._fn.outputs(self._fn.primals, inputs)
-        targets = self._sampler(outputs, self.samples, generator)
-        return inputs.repeat(self.samples, *([1] * (inputs.ndim - 1))), targets
+def per_sample_gradients(fn: FunctionalModel, space: ParamSpace, inputs: Tensor, targets: Tensor,
+                         chunk: int | None = None,
+                         block: Callable[[Tensor, Tensor], Tensor] | None = None) -> Iterator[Tensor]:
+    """Gradients ``g_j = d loss_fn(f(x_j), y_j) / d theta`` of each sample as a batch of one, over the
+    coordinates of ``space``, as ``(rows, dim)`` blocks of at most ``chunk`` samples (default: as many as
+    fit in 64 MiB), each computed by ``block(x, y)`` (default: :func:`gradient_block`; the Fisher passes a
+    compiled one)."""
+    if block is None:
+        block = functools.partial(gradient_block, fn, space)
+    if chunk is None:
+        itemsize = next(iter(fn.primals.values())).element_size()
+        chunk = max(1, CHUNK_BYTES // (space.dim * itemsize))
+    for start in range(0, inputs.shape[0], chunk):
+        stop = start + chunk
+        yield block(inputs[start:stop], targets[start:stop])
+
+
+def gradient_block(fn: FunctionalModel, space: ParamSpace, x: Tensor, y: Tensor) -> Tensor:
+    """The ``(m, dim)`` per-sample gradients of the samples ``(x[i], y[i])``, by ``vmap`` over
+    ``torch.func.grad`` at the model's copied parameters ``fn.primals``."""
+    def per_sample(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        return fn.loss(p, xi.unsqueeze(0), yi.unsqueeze(0))
+
+    return space.to_flat(vmap(grad(per_sample), in_dims=(None, 0, 0))(fn.primals, x, y))
+
+
+def sampled_labels(fn: FunctionalModel, sampler: Sampler, inputs: Tensor, samples: int, seed: int,
+                   index: int) -> tuple[Tensor, Tensor]:
+    """Inputs repeated ``samples`` times (sample-major: row ``s * B + i`` is input ``i``) and labels drawn
+    from the model's predictive distribution for them, by a generator seeded from ``(seed, index)`` on the
+    inputs' device (``index``: the batch's position), so the draws never touch the global random state."""
+    generator = torch.Generator(device=inputs.device).manual_seed(seed * 1_000_003 + index)
+    with torch.no_grad():
+        outputs = fn.outputs(fn.primals, inputs)
+    targets = sampler(outputs, samples, generator)
+    return inputs.repeat(samples, *([1] * (inputs.ndim - 1))), targets

@@ -1,0 +1,161 @@
+"""Accuracy and cost of the training-run instruments (issue 4), measured in one script.
+
+    python analyses/benchmark_instruments.py [--parts saddle,overhead,warm] [--threads 1] [--seeds 3]
+
+1. **Saddle index accuracy.** Two small trained MLPs, tanh, one hidden layer of 32 units (the run
+   configurations are ``SADDLE_MODELS``): MNIST-1D (1,642 parameters, 3000 SGD steps) and scikit-learn
+   digits (2,410 parameters, 2000 steps). Their float64 Hessians over the first 1000 training samples are
+   formed densely (``Hessian.to_dense``) and diagonalised, giving the exact fraction of eigenvalues below
+   ``-tol * |lambda|_max`` at tol 1e-2, 1e-3, 1e-4. Every estimator of :func:`landscape.saddle_index` runs
+   on that matrix (as a :class:`landscape.linalg.MatrixOperator`: the same matrix, cheaper products) with
+   ``--seeds`` seeds; the table gives the mean estimate, its mean absolute error, the largest error, the
+   mean reported standard error and the matvecs.
+2. **Tracking overhead.** The default ``landscape train`` run (cnn1d on MNIST-1D, 3000 steps, evaluation
+   every 100 steps) untracked and tracked by :class:`landscape.Tracker` with the default instruments every
+   200 steps on its default evaluation batch (the first 128 training samples), interleaved (``--rounds``
+   rounds each) and timed by this process's CPU time (with ``--threads 1``, other processes on the machine
+   do not inflate it) and wall time; best round of each. Also checks that both end with bit-identical weights.
+3. **Warm starts.** On that run, at every 200th step: the 5 largest eigenpairs of the Hessian on the
+   tracker's evaluation batch, cold (random start) and warm (started from the previous step's
+   eigenvectors), at the tracker's tolerance; matvecs of each.
+
+Runs are trained into ``--runs-dir`` (reused when present: training is deterministic).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.data.registry import load_dataset
+from landscape.instruments.saddle import METHODS, saddle_index
+from landscape.linalg import MatrixOperator, eigs
+from landscape.operators import Hessian
+from landscape.runs import Run
+from landscape.state import untouched
+from landscape.training import Hparams, train
+from landscape.training.tracker import DEFAULT_INSTRUMENTS, Tracker, TrackerSettings
+
+TOLS = (1e-2, 1e-3, 1e-4)
+SADDLE_MODELS = {
+    "mnist1d": Hparams(model="mlp", model_kwargs={"widths": [32], "activation": "tanh"}, data="mnist1d",
+                       steps="3000it", eval_every=0, checkpoint_every=0),
+    "digits": Hparams(model="mlp", model_kwargs={"widths": [32], "activation": "tanh"}, data="digits",
+                      steps="2000it", eval_every=0, checkpoint_every=0),
+}
+HESSIAN_SAMPLES = 1000
+CNN_RUN = Hparams()          # the default `landscape train` run: cnn1d on MNIST-1D, 3000 steps
+TRACK_EVERY = 200
+
+
+def saddle_accuracy(runs_dir: Path, seeds: int) -> None:
+    print("\n## Saddle index against exact spectra (fraction of eigenvalues below -tol |lambda|max)\n")
+    print("| model | tol | exact | method | estimate | mean abs error | max abs error | reported stderr | "
+          "matvecs |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, hp in SADDLE_MODELS.items():
+        model = train(hp, runs_dir / f"saddle_{name}", progress=False).model.eval()
+        x, y = load_dataset(hp.data).train
+        H = Hessian(model, nn.CrossEntropyLoss(), (x[:HESSIAN_SAMPLES], y[:HESSIAN_SAMPLES]), dtype=torch.float64)
+        dense = H.to_dense()
+        dense = (dense + dense.T) / 2
+        spectrum = torch.linalg.eigvalsh(dense).numpy()
+        scale = np.abs(spectrum).max()
+        for tol in TOLS:
+            exact = float(np.mean(spectrum < -tol * scale))
+            for method in METHODS:
+                results = [saddle_index(MatrixOperator(dense), tol, method=method, seed=17 * s) for s in range(seeds)]
+                errors = [abs(r.fraction - exact) for r in results]
+                print(f"| {name} (n={H.shape[0]}) | {tol:g} | {exact:.4f} | {method} | "
+                      f"{statistics.mean(r.fraction for r in results):.4f} | {statistics.mean(errors):.4f} | "
+                      f"{max(errors):.4f} | {statistics.mean(r.stderr for r in results):.4f} | "
+                      f"{statistics.mean(r.matvecs for r in results):.0f} |", flush=True)
+
+
+def tracking_overhead(runs_dir: Path, rounds: int) -> None:
+    print(f"\n## Tracking overhead: {CNN_RUN.model} on {CNN_RUN.data}, {CNN_RUN.steps}, instruments "
+          f"{','.join(DEFAULT_INSTRUMENTS)} every {TRACK_EVERY} steps\n")
+    times: dict[str, list[tuple[float, float]]] = {"untracked": [], "tracked": []}
+    finals = {}
+    for r in range(rounds):
+        for kind in ("untracked", "tracked"):
+            path = runs_dir / f"overhead_{kind}"
+            shutil.rmtree(path, ignore_errors=True)
+            callbacks = [Tracker.for_hparams(CNN_RUN, schedule=TRACK_EVERY)] if kind == "tracked" else []
+            cpu, wall = time.process_time(), time.perf_counter()
+            result = train(CNN_RUN, path, callbacks=callbacks, progress=False)
+            times[kind].append((time.process_time() - cpu, time.perf_counter() - wall))
+            finals[kind] = result.model.state_dict()
+            print(f"round {r}: {kind} {times[kind][-1][0]:.1f} s CPU, {times[kind][-1][1]:.1f} s wall", flush=True)
+    identical = all(torch.equal(finals["tracked"][k], finals["untracked"][k]) for k in finals["untracked"])
+    records = [rec for rec in Run(runs_dir / "overhead_tracked").metrics() if rec["instrument"] in DEFAULT_INSTRUMENTS]
+    cpu = {k: min(t[0] for t in v) for k, v in times.items()}
+    wall = {k: min(t[1] for t in v) for k, v in times.items()}
+    print(f"\nbest of {rounds}: untracked {cpu['untracked']:.1f} s CPU / {wall['untracked']:.1f} s wall, tracked "
+          f"{cpu['tracked']:.1f} s CPU / {wall['tracked']:.1f} s wall: overhead "
+          f"{cpu['tracked'] / cpu['untracked']:.2f}x (CPU), {wall['tracked'] / wall['untracked']:.2f}x (wall)")
+    print(f"final weights bit-identical: {identical}; {len(records)} records")
+    for name in DEFAULT_INSTRUMENTS:
+        mine = [rec for rec in records if rec["instrument"] == name]
+        print(f"  {name}: {len(mine)} measurements, mean {statistics.mean(r['matvecs'] for r in mine):.1f} matvecs, "
+              f"mean {statistics.mean(r['seconds'] for r in mine):.3f} s")
+
+
+def warm_starts(runs_dir: Path) -> None:
+    settings = TrackerSettings()
+    tracker = Tracker.for_hparams(CNN_RUN)
+    print(f"\n## Warm starts: top-{settings.top_k} eigenpairs every {TRACK_EVERY} steps, tol {settings.eig_tol:g}, "
+          f"{tracker.data[0].shape[0]}-sample evaluation batch\n")
+    print("| step | cold matvecs | warm matvecs | top eigenvalue |")
+    print("|---|---|---|---|")
+    previous: list[torch.Tensor] = []
+    rows = []
+
+    def measure(model: nn.Module, step: int, run) -> None:
+        if step % TRACK_EVERY:
+            return
+        with untouched(model, training=False):
+            H = Hessian(model, tracker.loss_fn, tracker.data, method=settings.method)
+            cold = eigs(H, k=settings.top_k, tol=settings.eig_tol, max_matvecs=settings.eig_max_matvecs)
+            warm = eigs(H, k=settings.top_k, tol=settings.eig_tol, max_matvecs=settings.eig_max_matvecs,
+                        v0=previous[-1]) if previous else None
+        previous.append((warm if warm is not None else cold).eigenvectors)
+        if warm is not None:
+            rows.append((cold.matvecs, warm.matvecs))
+            print(f"| {step} | {cold.matvecs} | {warm.matvecs} | {float(warm.eigenvalues[0]):.4g} |", flush=True)
+
+    path = runs_dir / "warm"
+    shutil.rmtree(path, ignore_errors=True)
+    train(CNN_RUN, path, callbacks=[measure], progress=False)
+    cold, warm = sum(r[0] for r in rows), sum(r[1] for r in rows)
+    print(f"\ntotal over {len(rows)} consecutive tracked steps: cold {cold}, warm {warm} matvecs: "
+          f"{cold / warm:.2f}x fewer when warm")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="saddle,overhead,warm", help="comma-separated parts to run")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/benchmark_instruments"))
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per saddle-index estimate")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the overhead timing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = args.parts.split(",")
+    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    if "saddle" in parts:
+        saddle_accuracy(args.runs_dir, args.seeds)
+    if "overhead" in parts:
+        tracking_overhead(args.runs_dir, args.rounds)
+    if "warm" in parts:
+        warm_starts(args.runs_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Instruments built on curvature operators and solvers: what the loss-landscape literature measures.
+
+=====================  ===================================================================================
+module                 measures
+=====================  ===================================================================================
+``saddle``             saddle index: fraction and count of negative eigenvalues below a tolerance
+``escape``             escape dimensions (negative-curvature directions) and the widening experiment
+``fisher_trace``       trace of the empirical or true Fisher information
+``flatness``           sharpness, trace, Frobenius norm, Occam term, effective dimensionality
+``subspace``           fraction of the gradient in the top Hessian eigenspace
+``widening``           function-preserving neuron splitting of MLPs
+``deflation``          an operator with known eigenvectors projected out (used by the estimators)
+=====================  ===================================================================================
+
+Every result is a frozen dataclass carrying its errors and the matvecs it used.
+"""
+from landscape.instruments.deflation import Deflated
+from landscape.instruments.escape import (EscapeDimensions, EscapeExperiment, Minimum, escape_dimensions,
+                                          escape_experiment, minimize)
+from landscape.instruments.fisher_trace import FisherTrace, fisher_trace
+from landscape.instruments.flatness import Flatness, flatness
+from landscape.instruments.saddle import SaddleIndex, saddle_index
+from landscape.instruments.subspace import SubspaceOverlap, subspace_overlap
+from landscape.instruments.widening import linear_chain, widen
+
+__all__ = [
+    "Deflated", "EscapeDimensions", "EscapeExperiment", "FisherTrace", "Flatness", "Minimum", "SaddleIndex",
+    "SubspaceOverlap", "escape_dimensions", "escape_experiment", "fisher_trace", "flatness", "linear_chain",
+    "minimize", "saddle_index", "subspace_overlap", "widen",
+]

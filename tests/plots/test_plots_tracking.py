@@ -1,0 +1,54 @@
+import argparse
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.cli import plot as plot_command
+from landscape.plots.tracking import plot_tracking
+from landscape.runs import Run
+from landscape.training.tracker import INSTRUMENTS, Tracker, TrackerSettings
+
+
+@pytest.fixture
+def tracked_run(tmp_path, one_thread):
+    """A run directory whose metrics hold evaluations and every instrument at log-spaced steps."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    data = (torch.randn(32, 4), torch.randint(0, 3, (32,)))
+    settings = TrackerSettings(top_k=3, bottom_k=3, saddle_k=3, flatness_k=3, overlap_k=2, density_steps=12,
+                               density_runs=2, trace_matvecs=6)
+    tracker = Tracker(nn.CrossEntropyLoss(), data, instruments=INSTRUMENTS, schedule=[0, 1, 10, 100], model=model,
+                      run=tmp_path, settings=settings)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(101):
+        tracker.step(step)
+        if step % 50 == 0:
+            Run(tmp_path).log({"step": step, "instrument": "train", "loss": 1.0 / (step + 1), "accuracy": 0.5})
+        optimizer.zero_grad()
+        nn.CrossEntropyLoss()(model(data[0]), data[1]).backward()
+        optimizer.step()
+    return tmp_path
+
+
+def test_every_tracked_quantity_gets_a_panel_with_a_symlog_step_axis_and_densities_per_step(tracked_run):
+    fig = plot_tracking(Run(tracked_run).metrics())
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    for title in ("loss", "top eigenvalues", "bottom eigenvalues", "trace", "saddle index", "Fisher trace",
+                  "sharpness", "Occam term", "effective dimensionality", "gradient in top-k eigenspace",
+                  "spectral density (SLQ) per step"):
+        assert title in titles, title
+    steps_axis = next(ax for ax in fig.axes if ax.get_title() == "trace")
+    assert steps_axis.get_xscale() == "symlog"
+    density = next(ax for ax in fig.axes if ax.get_title().startswith("spectral density"))
+    assert len(density.get_lines()) == 4 + 1   # one curve per measured step, and the zero line
+
+
+def test_the_plot_command_writes_the_figure_into_the_run(tracked_run, capsys):
+    parser = argparse.ArgumentParser()
+    plot_command.add_arguments(parser)
+    assert plot_command.run(parser.parse_args([str(tracked_run)])) == 0
+    figure = tracked_run / "figures" / "tracking.png"
+    assert figure.stat().st_size > 10_000 and str(figure) in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no metrics"):
+        plot_command.run(parser.parse_args([str(tracked_run / "figures")]))
