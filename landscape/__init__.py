@@ -9,13 +9,17 @@ Layers, bottom to top (lower layers never import higher ones):
 - ``instruments``, ``connectivity``, ``surface``, ``instability``, ``pruning``, ``compare``: the measurements;
 - ``plots``, ``cli``: figures and the ``landscape`` command.
 
-Functions named like their module (``landscape.instability.instability``, ``landscape.compare.compare``)
+Functions named like their module (``landscape.instability.instability``, ``landscape.compare.compare``,
+``landscape.analyze.analyze``)
 are used from their modules, so that the modules stay reachable as attributes.
 """
 from landscape.connectivity import (Barrier, InterpolationResult, interpolate, interpolate_checkpoints,
                                     load_run_checkpoint, reset_batchnorm)
 from landscape.data import as_batches, load_dataset
 from landscape.evaluation import Evaluation, evaluate
+from landscape.instruments import (EscapeDimensions, EscapeExperiment, FisherTrace, Flatness, SaddleIndex,
+                                   SubspaceOverlap, escape_dimensions, escape_experiment, fisher_trace, flatness,
+                                   saddle_index, subspace_overlap, widen)
 from landscape.linalg import (EigenCount, Eigenpairs, Estimate, MatrixOperator, SpectralDensity, TraceEstimate,
                               density, eigencount, eigs, hutchinson, hutchpp, trace)
 from landscape.models import build_model
@@ -26,8 +30,15 @@ from landscape.pruning import (PruningHparams, apply_masks, iterative_magnitude_
 from landscape.surface import (Directions, LossSurface, eigen_directions, filter_directions, line_direction,
                                loss_surface, pca_directions, surface_for, surface_from_checkpoint)
 from landscape.training import Hparams, Start, load_model, train
+from landscape.training.tracker import Tracker, TrackerSettings
+from landscape.analyze import Analysis, AnalyzeSettings
+from landscape.demo import run_demo
 
 __all__ = [
+    "Analysis", "AnalyzeSettings", "run_demo", "Tracker", "TrackerSettings",
+    "EscapeDimensions", "EscapeExperiment", "FisherTrace", "Flatness", "SaddleIndex", "SubspaceOverlap",
+    "escape_dimensions", "escape_experiment", "fisher_trace", "flatness", "saddle_index", "subspace_overlap",
+    "widen",
     "Barrier", "CurvatureOperator", "DeterminismError", "Directions", "EigenCount", "Eigenpairs", "Estimate",
     "Evaluation", "Fisher", "GGN", "Hessian", "Hparams", "InterpolationResult", "LossSurface", "MatrixOperator",
     "ParamSpace", "PruningHparams", "SpectralDensity", "Start", "TraceEstimate", "apply_masks", "as_batches",

@@ -1,4 +1,4 @@
-"""``landscape interpolate`` and ``landscape surface`` end to end on tiny runs."""
+"""CLI commands end to end on tiny runs: interpolate, surface, train --track and plot."""
 import numpy as np
 import pytest
 
@@ -37,3 +37,12 @@ def test_surface_writes_a_2d_slice(two_runs, tmp_path, capsys, directions):
     assert "minimum loss" in capsys.readouterr().out
     pngs = list(out.glob("surface-*.png"))
     assert pngs and pngs[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_with_track_logs_instruments_and_plot_draws_them(tmp_path, capsys, one_thread):
+    out = tmp_path / "tracked"
+    assert main(["train", *TINY, "--track", "top_eigen,trace", "--every", "4", "--out", str(out)]) == 0
+    records = [line for line in (out / "metrics.jsonl").read_text().splitlines() if '"top_eigen"' in line]
+    assert len(records) == 3  # steps 0, 4, 8
+    assert main(["plot", str(out)]) == 0
+    assert (out / "figures" / "tracking.png").read_bytes()[:4] == b"\x89PNG"

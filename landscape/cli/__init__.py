@@ -23,6 +23,7 @@ from typing import Any
 from landscape.data.registry import dataset_description, dataset_names
 from landscape.models import model_description, model_names
 from landscape.training import Hparams, train
+from landscape.training.tracker import INSTRUMENTS, Tracker
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,23 @@ def hparams_from_args(args: argparse.Namespace) -> Hparams:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The hyperparameter options and the run directory."""
+    """The hyperparameter options, the run directory and the tracked instruments."""
     add_hparams_arguments(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory (default: runs/<model>_<data>_<hash of the hyperparameters>); "
                              "an interrupted run there resumes")
+    parser.add_argument("--track", type=_names, default=(), metavar="NAME,...",
+                        help=f"instruments to run during training on the first 128 training samples: "
+                             f"{', '.join(INSTRUMENTS)} (default: none)")
+    parser.add_argument("--every", type=int, default=200, help="measure every N steps (default: 200)")
 
 
 def _train(args: argparse.Namespace) -> int:
     """Train (or resume) the run and print its final losses and accuracies and where it was written."""
     hparams = hparams_from_args(args)
     out = args.out if args.out is not None else Path("runs") / hparams.name
-    result = train(hparams, out, device=args.device, progress=not args.no_progress)
+    callbacks = [Tracker.for_hparams(hparams, instruments=args.track, schedule=args.every)] if args.track else []
+    result = train(hparams, out, callbacks=callbacks, device=args.device, progress=not args.no_progress)
     verb = "resumed" if result.resumed else "trained"
     print(f"{verb} {hparams.model} on {hparams.data} for {result.steps} steps in {result.seconds:.1f} s: "
           f"train loss {result.train.loss:.4f}, test loss {result.test.loss:.4f}"
@@ -104,7 +110,7 @@ _COMMANDS: list[Command] = [
             _train),
     Command("list", "list the registered models and data sets", _list_arguments, _list),
 ]
-_MODULE_COMMANDS: tuple[str, ...] = ("interpolate", "surface", "instability", "prune", "compare")
+_MODULE_COMMANDS: tuple[str, ...] = ("analyze", "demo", "plot", "interpolate", "surface", "instability", "prune", "compare")
 
 
 def commands() -> list[Command]:
@@ -141,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
         print(f"landscape {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def int_list(text: str) -> tuple[int, ...]:

@@ -1,0 +1,427 @@
+"""Post-hoc analysis of saved checkpoints: curvature at each, barriers between consecutive ones.
+
+For every checkpoint, with ``H`` the Hessian of the mean training loss on the first ``samples`` training
+samples (restricted to the weights a pruning mask keeps, when the run has one; units: loss (nats) per
+parameter²):
+
+* the ``k`` largest and smallest eigenvalues with their residuals ``||H v − θ v||`` (thick-restart Lanczos,
+  :func:`landscape.linalg.eigs`);
+* ``tr H`` with its standard error (Hutch++, :func:`landscape.linalg.trace`);
+* the spectral density (stochastic Lanczos quadrature, :func:`landscape.linalg.density`);
+* the saddle index, the fraction of eigenvalues below ``−tol |λ|_max`` (Dauphin et al. 2014;
+  :func:`landscape.instruments.saddle.saddle_index`, deflated by the eigenpairs above);
+* the escape dimensions, the eigenpairs below ``−tol |λ|_max`` among the ``k`` smallest
+  (:func:`landscape.instruments.escape_dimensions`; ``escape_complete`` says whether they are all of them);
+* flatness (:func:`landscape.instruments.flatness`): the Frobenius norm ``||H||_F``, the Occam term
+  ``−½ Σ log(λ_i⁺ + δ)`` and the effective dimensionality ``Σ λ_i⁺ / (λ_i⁺ + z)``, with standard errors;
+* the trace of the empirical Fisher ``tr F = (1/N) Σ_i ||∇ℓ_i||²``, exact from per-sample gradients
+  (:func:`landscape.instruments.fisher_trace`; the critical-period signal of Achille et al. 2019), nats per
+  parameter²;
+* train and test loss and accuracy.
+
+Between consecutive checkpoints A, B: the loss and error along θ(α) = θ_A + α (θ_B − θ_A)
+(:func:`landscape.connectivity.interpolate`) and the barriers above the chord between the endpoints,
+``max_α [E(α) − ((1 − α) E(0) + α E(1))]`` (Entezari et al. 2022), of the test error (a fraction) and of the
+train loss (nats); and Frankle et al.'s (2020) ``max_α E(α) − ½ (E(0) + E(1))`` of the test error, which for
+endpoints of unequal error is at least half their difference, so it is meaningful between networks of similar
+error (e.g. late checkpoints) rather than along early training.
+
+Output in ``out_dir``: ``analysis.json`` (rewritten atomically after each checkpoint and each pair),
+``figures/*.png`` and ``report.md`` (:mod:`landscape.report`). Each result is stored under a key made of
+the checkpoint's tensor digest, the digest of the data it was measured on and the settings, so an
+interrupted or repeated analysis recomputes nothing already in ``analysis.json``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoint, interpolate, load_run_checkpoint
+from landscape.data.registry import Dataset, load_dataset
+from landscape.evaluation import evaluate
+from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
+from landscape.linalg import SpectralDensity, density, eigs, trace
+from landscape.models import build_model, model_names
+from landscape.operators import Hessian
+from landscape.runs import Run, atomic_write_json, load_checkpoint
+from landscape.training import tensors_digest
+
+FORMAT = 2
+CHECKPOINT_KEYS = ("key", "label", "path", "run", "step", "weights", "train_loss", "train_accuracy", "test_loss",
+                   "test_accuracy", "top_eigenvalues", "top_residuals", "bottom_eigenvalues", "bottom_residuals",
+                   "eigs_converged", "trace", "trace_stderr", "density", "saddle_index", "saddle_index_stderr",
+                   "saddle_count", "saddle_threshold", "saddle_quadrature", "escape_dimensions", "escape_eigenvalues",
+                   "escape_complete", "frobenius", "frobenius_stderr", "occam", "occam_stderr", "effective_dim",
+                   "effective_dim_stderr", "fisher_trace", "fisher_trace_stderr", "matvecs", "seconds")
+PAIR_KEYS = ("key", "a", "b", "alphas", "train_loss", "train_error", "test_loss", "test_error", "barrier",
+             "loss_barrier", "frankle_barrier")
+
+
+def _setting(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class AnalyzeSettings:
+    """How much work each measurement gets (the CLI builds its options from these fields and help strings)."""
+    samples: int = _setting(1000, "training samples (the first of the split) the Hessian and Fisher are measured on")
+    eigenvalues: int = _setting(5, "number of largest and of smallest Hessian eigenvalues")
+    eig_tol: float = _setting(1e-3, "relative residual tolerance of the eigen solver")
+    max_matvecs: int = _setting(600, "Hessian-vector products allowed per end of the spectrum")
+    trace_matvecs: int = _setting(99, "Hessian-vector products of each Hutch++ trace estimate")
+    density_steps: int = _setting(60, "Lanczos steps per run of the spectral density (SLQ)")
+    density_runs: int = _setting(5, "independent SLQ runs (the error bars are across runs)")
+    saddle_tol: float = _setting(1e-3, "eigenvalues below -saddle_tol * |lambda|_max count as negative (saddle "
+                                       "index, escape dimensions)")
+    flatness_delta: float = _setting(1e-3, "prior precision delta of the Occam term")
+    flatness_z: float = _setting(1.0, "scale z of the effective dimensionality")
+    points: int = _setting(11, "alpha values on each interpolation path between checkpoints, endpoints included")
+    seed: int = _setting(0, "seed of every random probe")
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help string of field ``name``."""
+        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+
+    @property
+    def digest(self) -> str:
+        """A 10-hex-digit hash of the settings."""
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyze` measured and wrote.
+
+    Attributes:
+        checkpoints: one dict per checkpoint (keys :data:`CHECKPOINT_KEYS`), in the order analysed.
+        pairs: one dict per pair of consecutive checkpoints (keys :data:`PAIR_KEYS`).
+        out_dir: where ``analysis.json``, ``report.md`` and ``figures/`` are. figures: ``{name: PNG path}``.
+        computed: how many checkpoint and pair results this call computed (the rest came from the JSON).
+    """
+    checkpoints: tuple[dict[str, Any], ...]
+    pairs: tuple[dict[str, Any], ...]
+    settings: AnalyzeSettings
+    out_dir: Path
+    figures: dict[str, Path]
+    computed: int
+
+    @property
+    def json_path(self) -> Path:
+        return self.out_dir / "analysis.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / "report.md"
+
+    def densities(self) -> dict[str, SpectralDensity]:
+        """``{checkpoint label: SpectralDensity}`` rebuilt from the stored nodes and weights."""
+        return {c["label"]: density_from_json(c["density"]) for c in self.checkpoints}
+
+    def paths(self) -> dict[str, InterpolationResult]:
+        """``{"A → B": InterpolationResult}`` of the consecutive pairs, on the test split (the train split when the
+        data have no test split)."""
+        results = {}
+        for p in self.pairs:
+            split = "test" if p["test_loss"] is not None else "train"
+            name = f"{p['a']} → {p['b']}"
+            results[name] = InterpolationResult(alphas=np.asarray(p["alphas"]), loss=np.asarray(p[f"{split}_loss"]),
+                                                error=None if p[f"{split}_error"] is None
+                                                else np.asarray(p[f"{split}_error"]), name=name)
+        return results
+
+
+def density_to_json(d: SpectralDensity) -> dict[str, Any]:
+    """A spectral density as plain data (nodes and weights are ``runs × steps`` lists)."""
+    return {"nodes": d.nodes.tolist(), "weights": d.weights.tolist(), "dim": d.dim, "matvecs": d.matvecs}
+
+
+def density_from_json(d: Mapping[str, Any]) -> SpectralDensity:
+    """Inverse of :func:`density_to_json`."""
+    return SpectralDensity(nodes=torch.tensor(d["nodes"], dtype=torch.float64),
+                           weights=torch.tensor(d["weights"], dtype=torch.float64), dim=int(d["dim"]),
+                           matvecs=int(d["matvecs"]))
+
+
+def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, data: Any = None,
+            loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None, steps: Sequence[int] | None = None,
+            out_dir: str | Path, settings: AnalyzeSettings = AnalyzeSettings(),
+            device: str | torch.device | None = None, progress: bool = True) -> Analysis:
+    """Measure every checkpoint of ``targets`` and the paths between consecutive ones; write JSON, figures, report.
+
+    Args:
+        targets: a checkpoint file, a run directory (all its checkpoints, or those of ``steps``), or a list
+            of them, analysed in the order given (a run's checkpoints by step).
+        model: ``None`` (the architecture of each run's ``config.json``), an ``nn.Module`` (its weights are
+            replaced by each checkpoint's; it is copied, never modified), a callable returning one, a
+            ``"package.module:factory"`` string, or a model-registry name (built for ``data``).
+        data: ``None`` (each run's data set), a data-registry name, a ``"package.module:factory"`` string or
+            a callable returning data, a :class:`~landscape.data.registry.Dataset`, ``{"train": data,
+            "test": data}`` or one training data argument (a batch or a list of batches).
+        loss_fn: mean-reduced loss; default the data set's (cross-entropy for classes, MSE otherwise) or
+            cross-entropy for user data.
+        steps: the steps to analyse in each run directory (default: all).
+        out_dir: where to write ``analysis.json``, ``figures/`` and ``report.md``.
+        settings: the measurement budget (:class:`AnalyzeSettings`).
+        device: where to compute (default CUDA when available). progress: progress bars.
+
+    Returns:
+        the :class:`Analysis`, already written.
+    """
+    from landscape.report import write_report  # the report draws on this module's results
+
+    out_dir = Path(out_dir)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    files = checkpoint_files(targets, steps)
+    subject = _Subject.build(model, data, loss_fn)
+    cached = _cached(out_dir / "analysis.json")
+    checkpoints: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
+    computed = 0
+
+    def save() -> None:
+        atomic_write_json(out_dir / "analysis.json", {
+            "format": FORMAT, "settings": dataclasses.asdict(settings),
+            "checkpoints": checkpoints, "pairs": pairs})
+
+    previous: RunCheckpoint | None = None
+    for path in tqdm(files, desc="checkpoints", unit="ckpt", disable=not progress):
+        net = subject.load(path)
+        data_digest = _data_digest(net, settings.samples)
+        key = f"{tensors_digest(net.model.state_dict())}-{data_digest}-{settings.digest}"
+        if key in cached["checkpoints"]:
+            result = cached["checkpoints"][key]
+        else:
+            result = measure_checkpoint(net, settings, device) | {"key": key}
+            computed += 1
+        result |= {"label": _label(net, path, files), "path": str(path), "run": str(net.run_dir),
+                   "step": net.step if net.step >= 0 else None}
+        checkpoints.append(result)
+        save()
+        if previous is not None and _same_shapes(previous.model, net.model):
+            pair_key = f"{checkpoints[-2]['key']}~{key}"
+            if pair_key in cached["pairs"]:
+                pair = cached["pairs"][pair_key]
+            else:
+                pair = measure_pair(previous, net, settings, device, progress) | {"key": pair_key}
+                computed += 1
+            pairs.append(pair | {"a": checkpoints[-2]["label"], "b": result["label"]})
+            save()
+        previous = net
+    analysis = Analysis(checkpoints=tuple(checkpoints), pairs=tuple(pairs), settings=settings, out_dir=out_dir,
+                        figures={}, computed=computed)
+    return write_report(analysis)
+
+
+def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence[int] | None = None) -> list[Path]:
+    """The checkpoint files of ``targets`` (see :func:`analyze`), in order.
+
+    Raises:
+        FileNotFoundError: a target does not exist, a run has no checkpoints, or lacks one of ``steps``.
+    """
+    targets = [targets] if isinstance(targets, (str, Path)) else list(targets)
+    if not targets:
+        raise ValueError("no targets to analyse")
+    files: list[Path] = []
+    for target in map(Path, targets):
+        if target.is_file():
+            files.append(target)
+        elif target.is_dir():
+            run = Run(target)
+            saved = run.checkpoint_steps()
+            if not saved:
+                raise FileNotFoundError(f"run directory {target} has no checkpoints (checkpoints/step_N.safetensors)")
+            missing = sorted(set(steps or ()) - set(saved))
+            if missing:
+                raise FileNotFoundError(f"run {target} has no checkpoints at steps {missing}; it has {saved}")
+            files += [run.checkpoint_path(s) for s in saved if steps is None or s in steps]
+        else:
+            raise FileNotFoundError(f"no checkpoint file or run directory {target}")
+    return files
+
+
+def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device) -> dict[str, Any]:
+    """The curvature measures of one checkpoint (see the module docstring), as plain data."""
+    began = time.perf_counter()
+    model = net.model.to(device).eval()
+    evaluations = {split: evaluate(model, net.loss_fn, batches) for split, batches in net.data.items()}
+    curvature_data = _first_samples(net.data["train"], settings.samples)
+    H = Hessian(model, net.loss_fn, curvature_data, masks=net.masks, device=device)
+    top = eigs(H, k=settings.eigenvalues, which="largest", tol=settings.eig_tol, max_matvecs=settings.max_matvecs,
+               seed=settings.seed)
+    bottom = eigs(H, k=settings.eigenvalues, which="smallest", tol=settings.eig_tol,
+                  max_matvecs=settings.max_matvecs, seed=settings.seed + 1)
+    tr = trace(H, matvecs=settings.trace_matvecs, seed=settings.seed)
+    spectrum = density(H, steps=settings.density_steps, runs=settings.density_runs, seed=settings.seed)
+    index = saddle_index(H, settings.saddle_tol, top=top, bottom=bottom, steps=settings.density_steps,
+                         runs=settings.density_runs, seed=settings.seed)
+    escape = escape_dimensions(H, settings.saddle_tol, settings.eigenvalues, top=top, bottom=bottom,
+                               seed=settings.seed)
+    flat = flatness(H, delta=settings.flatness_delta, z=settings.flatness_z, k=settings.eigenvalues,
+                    steps=settings.density_steps, runs=settings.density_runs, top=top, seed=settings.seed)
+    fisher = fisher_trace(model, net.loss_fn, curvature_data, masks=net.masks, device=device)
+    result: dict[str, Any] = {
+        "weights": H.shape[0], "top_eigenvalues": top.eigenvalues.tolist(), "top_residuals": top.residuals.tolist(),
+        "bottom_eigenvalues": bottom.eigenvalues.tolist(), "bottom_residuals": bottom.residuals.tolist(),
+        "eigs_converged": bool(top.converged and bottom.converged), "trace": tr.value, "trace_stderr": tr.stderr,
+        "density": density_to_json(spectrum), "saddle_index": index.fraction, "saddle_index_stderr": index.stderr,
+        "saddle_count": index.count, "saddle_threshold": index.threshold, "saddle_quadrature": index.quadrature,
+        "escape_dimensions": len(escape.eigenvalues), "escape_eigenvalues": escape.eigenvalues.tolist(),
+        "escape_complete": escape.complete, "frobenius": flat.frobenius, "frobenius_stderr": flat.frobenius_stderr,
+        "occam": flat.occam, "occam_stderr": flat.occam_stderr, "effective_dim": flat.effective_dim,
+        "effective_dim_stderr": flat.effective_dim_stderr, "fisher_trace": fisher.value,
+        "fisher_trace_stderr": fisher.stderr, "matvecs": H.matvecs}
+    for split in ("train", "test"):
+        ev = evaluations.get(split)
+        result[f"{split}_loss"] = None if ev is None else ev.loss
+        result[f"{split}_accuracy"] = None if ev is None else ev.accuracy
+    return result | {"seconds": time.perf_counter() - began}
+
+
+def measure_pair(a: RunCheckpoint, b: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
+                 progress: bool) -> dict[str, Any]:
+    """Loss and error along the straight path from checkpoint ``a`` to ``b`` on every split, and the barriers of
+    the module docstring (test error, or train error when there is no test split; train loss in nats)."""
+    same_masks = (a.masks is not None and b.masks is not None and a.masks.keys() == b.masks.keys()
+                  and all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks))
+    paths = interpolate(a.model.to(device), b.model.to(device), a.loss_fn, a.data, settings.points,
+                        masks=a.masks if same_masks else None, progress=progress)
+    reference = paths.get("test", paths["train"])
+    quantity = "error" if reference.is_classification else "loss"
+    result: dict[str, Any] = {"alphas": reference.alphas.tolist(),
+                              "barrier": reference.barrier_of(quantity, "entezari").height,
+                              "frankle_barrier": reference.barrier_of(quantity, "frankle").height,
+                              "loss_barrier": paths["train"].barrier_of("loss", "entezari").height}
+    for split in ("train", "test"):
+        p = paths.get(split)
+        result[f"{split}_loss"] = None if p is None else p.loss.tolist()
+        result[f"{split}_error"] = None if p is None or p.error is None else p.error.tolist()
+    return result
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """How to turn a checkpoint file into a model with its data: from the run's config, or from the user's
+    model and data."""
+    model: nn.Module | str | None
+    data: dict[str, list[tuple[Tensor, Tensor]]] | None
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None
+    dataset: Dataset | None
+
+    @classmethod
+    def build(cls, model: Any, data: Any, loss_fn: Callable[[Tensor, Tensor], Tensor] | None) -> _Subject:
+        data = _resolve(data) if isinstance(data, str) and ":" in data else data
+        dataset = load_dataset(data) if isinstance(data, str) else data if isinstance(data, Dataset) else None
+        splits = None
+        if dataset is not None:
+            splits = {"train": _chunks(*dataset.train), "test": _chunks(*dataset.test)}
+            loss_fn = loss_fn or dataset.loss_fn()
+        elif callable(data) and not isinstance(data, nn.Module):
+            return cls.build(model, data(), loss_fn)
+        elif isinstance(data, Mapping):
+            splits = {split: list(_batches(d)) for split, d in data.items()}
+        elif data is not None:
+            splits = {"train": list(_batches(data))}
+        if splits is not None and "train" not in splits:
+            raise ValueError(f"data needs a 'train' split for the curvature; got splits {sorted(splits)}")
+        if isinstance(model, str) and ":" in model:
+            model = _resolve(model)
+        if callable(model) and not isinstance(model, nn.Module):
+            model = model()
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"the model factory returned a {type(model).__name__}, not a torch.nn.Module")
+        if isinstance(model, str):
+            if model not in model_names():
+                raise ValueError(f"unknown model {model!r}; registered: {model_names()} "
+                                 f"(or pass package.module:factory)")
+            if dataset is None:
+                raise ValueError(f"the registry model {model!r} needs a registry data set to size it (data=NAME)")
+            model = build_model(model, dataset.input_shape, dataset.output_dim)
+        if (model is None) != (splits is None):
+            raise ValueError("give both model and data, or neither (then each run's config.json names them)")
+        return cls(model=model, data=splits,
+                   loss_fn=loss_fn or (nn.CrossEntropyLoss() if splits is not None else None), dataset=dataset)
+
+    def load(self, path: Path) -> RunCheckpoint:
+        """The checkpoint at ``path`` with its model, data, loss and masks."""
+        if self.model is None:
+            return load_run_checkpoint(path)
+        model = copy.deepcopy(self.model)
+        checkpoint = load_checkpoint(path, model)
+        return RunCheckpoint(model=model.eval(), data=self.data, loss_fn=self.loss_fn, masks=None,
+                             run_dir=path.parent.parent if path.parent.name == "checkpoints" else path.parent,
+                             step=checkpoint.step if checkpoint.step is not None else -1)  # -1: unknown
+
+
+def _resolve(spec: str) -> Any:
+    """The object named by ``"package.module:attribute"``."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import {spec!r} (expected package.module:factory): {e}") from e
+
+
+def _batches(data: Any) -> list[tuple[Tensor, Tensor]]:
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        return _chunks(*data)
+    return list(data)
+
+
+def _chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
+    return [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
+
+
+def _first_samples(batches: Sequence[tuple[Tensor, Tensor]], samples: int) -> list[tuple[Tensor, Tensor]]:
+    """The first ``samples`` samples of ``batches``, in chunks of ``EVAL_BATCH``."""
+    x, y = (torch.cat(parts)[:samples] for parts in zip(*batches))
+    return _chunks(x, y)
+
+
+def _data_digest(net: RunCheckpoint, samples: int) -> str:
+    """Digest of the curvature samples and of the evaluation splits' sizes: a result is reused only on the same data."""
+    x, y = (torch.cat(parts) for parts in zip(*_first_samples(net.data["train"], samples)))
+    sizes = {split: torch.tensor(sum(len(b[1]) for b in batches)) for split, batches in net.data.items()}
+    masks = {f"mask.{k}": v for k, v in (net.masks or {}).items()}
+    return tensors_digest({"x": x, "y": y, **{f"size.{k}": v for k, v in sizes.items()}, **masks})[:10]
+
+
+def _label(net: RunCheckpoint, path: Path, files: Sequence[Path]) -> str:
+    """``step N`` when all checkpoints come from one run, ``<run>@N`` otherwise; the file name when the step is
+    unknown (a plain ``.pt`` state dict)."""
+    if net.step < 0:
+        return path.name
+    runs = {p.parent.parent for p in files}
+    return f"step {net.step}" if len(runs) == 1 else f"{net.run_dir.name}@{net.step}"
+
+
+def _same_shapes(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
+def _cached(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"checkpoints": {key: result}, "pairs": {key: result}}`` from an earlier ``analysis.json``."""
+    if not path.is_file():
+        return {"checkpoints": {}, "pairs": {}}
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {"checkpoints": {}, "pairs": {}}
+    if saved.get("format") != FORMAT:
+        return {"checkpoints": {}, "pairs": {}}
+    return {kind: {r["key"]: {k: v for k, v in r.items() if k not in ("label", "a", "b")}
+                   for r in saved.get(kind, []) if "key" in r} for kind in ("checkpoints", "pairs")}

@@ -1,0 +1,48 @@
+"""``landscape analyze TARGET ...``: curvature at checkpoints and barriers between them (:mod:`landscape.analyze`).
+
+    landscape analyze runs/mlp_mnist1d_1234abcd --steps 0,1000,3000 --out runs/mlp_mnist1d_1234abcd/analysis
+    landscape analyze ckpt_a.pt ckpt_b.pt --model mypkg.models:build --data mypkg.data:load --out analysis
+
+Writes analysis.json, report.md and figures/ to ``--out`` and prints where they are; run again to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from landscape.analyze import AnalyzeSettings, analyze
+from landscape.cli import int_list
+
+HELP = "analyse checkpoints: Hessian spectra, trace, saddle index, Fisher trace, barriers; JSON, figures, report.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Positional TARGETs, ``--model``, ``--data``, ``--steps``, ``--out``, the :class:`AnalyzeSettings` fields,
+    device and progress."""
+    parser.add_argument("targets", nargs="+", type=Path, help="checkpoint files and/or run directories")
+    parser.add_argument("--model", default=None,
+                        help="package.module:factory (called without arguments) or a registry model name; "
+                             "default: the architecture in each run's config.json")
+    parser.add_argument("--data", default=None,
+                        help="package.module:factory or a registry data set name; default: each run's data set")
+    parser.add_argument("--steps", type=int_list, default=None, metavar="N,N,...",
+                        help="checkpoint steps to analyse in each run directory (default: all)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (an earlier analysis there resumes)")
+    for f in dataclasses.fields(AnalyzeSettings):
+        kind = {"int": int, "float": float}[str(f.type)]
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
+                            help=f"{f.metadata['help']} (default: {f.default})")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the analysis and print where its report, JSON and figures are."""
+    settings = AnalyzeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(AnalyzeSettings)})
+    result = analyze(args.targets, model=args.model, data=args.data, steps=args.steps, out_dir=args.out,
+                     settings=settings, device=args.device, progress=not args.no_progress)
+    print(f"analysed {len(result.checkpoints)} checkpoints and {len(result.pairs)} paths "
+          f"({result.computed} computed, the rest reused)")
+    print(f"report:  {result.report_path}\njson:    {result.json_path}\nfigures: {result.out_dir / 'figures'}")
+    return 0

@@ -1,0 +1,99 @@
+"""Figures of a checkpoint analysis (:mod:`landscape.analyze`): eigenvalues and scalar measures over checkpoints.
+
+Drawn on the Agg canvas without pyplot (see :mod:`landscape.plots.surface`); save with
+:func:`~landscape.plots.surface.save_figure`. Spectral densities use
+:func:`landscape.plots.pruning.plot_spectral_densities` and interpolation paths
+:func:`landscape.plots.surface.plot_interpolation`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from landscape.plots.surface import _figure
+
+
+def _positions(labels: Sequence[str], steps: Sequence[int | None]) -> tuple[np.ndarray, str, bool]:
+    """The x positions: the steps when they are distinct integers, else 0, 1, ... with the labels as ticks."""
+    if all(isinstance(s, int) and s >= 0 for s in steps) and len(set(steps)) == len(steps):
+        return np.asarray(steps, dtype=float), "training step", False
+    return np.arange(len(labels), dtype=float), "checkpoint", True
+
+
+def plot_eigenvalues(labels: Sequence[str], steps: Sequence[int | None], top: Sequence[Sequence[float]],
+                     top_residuals: Sequence[Sequence[float]], bottom: Sequence[Sequence[float]],
+                     bottom_residuals: Sequence[Sequence[float]], *, title: str | None = None) -> Figure:
+    """The ``k`` largest (left) and smallest (right) Hessian eigenvalues at each checkpoint, with error bars of
+    their residuals ``||H v − θ v||``, which bound the distance from each Ritz value θ to an eigenvalue.
+
+    Args:
+        labels, steps: one per checkpoint; the x axis is the step when the steps are distinct.
+        top, bottom: ``(C, k)`` eigenvalues (loss per parameter²), largest first / smallest first.
+        top_residuals, bottom_residuals: ``(C, k)`` residuals in the same units.
+    """
+    x, xlabel, categorical = _positions(labels, steps)
+    fig = _figure(10.5, 3.9)
+    axes = fig.subplots(1, 2)
+    for ax, values, residuals, name in ((axes[0], top, top_residuals, "largest"),
+                                        (axes[1], bottom, bottom_residuals, "smallest")):
+        v, r = np.asarray(values, dtype=float), np.asarray(residuals, dtype=float)
+        if v.shape != r.shape or v.ndim != 2 or v.shape[0] != x.size:
+            raise ValueError(f"{name} eigenvalues of shape {v.shape} and residuals {r.shape} do not fit "
+                             f"{x.size} checkpoints")
+        for j in range(v.shape[1]):
+            ax.errorbar(x, v[:, j], yerr=r[:, j], fmt="-o", ms=3, lw=1.2, capsize=2,
+                        color=f"C{j % 10}", label=f"{name} #{j + 1}")
+        ax.axhline(0.0, color="k", lw=0.7)
+        ax.set_title(f"{name} Hessian eigenvalues (bars: residual)")
+        ax.set_ylabel("eigenvalue")
+        ax.set_xlabel(xlabel)
+        if categorical:
+            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
+                  measures: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]], *,
+                  xscale: str = "linear", title: str | None = None) -> Figure:
+    """Scalar measures at each checkpoint with their standard errors, one panel per measure.
+
+    Args:
+        labels, steps: one per checkpoint (see :func:`plot_eigenvalues`).
+        measures: ``{axis label: (values, stderrs)}``; ``None`` entries are not drawn. A panel uses a log scale
+            when its values are positive and span more than a factor of 10.
+        xscale: matplotlib scale of the step axis, e.g. ``"symlog"`` for log-spaced steps that include 0.
+    """
+    if not measures:
+        raise ValueError("no measures to plot")
+    x, xlabel, categorical = _positions(labels, steps)
+    fig = _figure(4.2 * len(measures), 3.5)
+    axes = np.atleast_1d(fig.subplots(1, len(measures)))
+    for i, (ax, (label, (values, errors))) in enumerate(zip(axes, measures.items())):
+        v = np.array([np.nan if a is None else a for a in values], dtype=float)
+        e = np.array([0.0 if b is None else b for b in errors], dtype=float)
+        ax.errorbar(x, v, yerr=e, fmt="-o", ms=3.5, lw=1.3, capsize=2, color=f"C{i}")
+        finite = v[np.isfinite(v)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_xlabel(xlabel)
+        if categorical:
+            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+        else:
+            ax.set_xscale(xscale)
+        ax.grid(alpha=0.3, which="both")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def measure_series(checkpoints: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
+    """The values of ``key`` and ``key + "_stderr"`` across checkpoint records (``None`` where absent)."""
+    return [c.get(key) for c in checkpoints], [c.get(f"{key}_stderr") for c in checkpoints]

@@ -1,0 +1,101 @@
+"""The figures and ``report.md`` of a checkpoint analysis (:mod:`landscape.analyze`).
+
+``report.md`` states the settings, gives one table row per checkpoint (accuracy, extreme eigenvalues with
+residuals, trace ± standard error, saddle index, escape dimensions, Fisher trace, flatness), one per pair of
+consecutive checkpoints (barriers), and shows the figures inline by relative links, so the report renders
+wherever the output directory is copied.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from landscape.analyze import Analysis
+from landscape.plots.analysis import measure_series, plot_eigenvalues, plot_measures
+from landscape.plots.pruning import plot_spectral_densities
+from landscape.plots.surface import plot_interpolation, save_figure
+from landscape.runs import atomic_write_bytes
+
+CAPTIONS = {
+    "spectral_density": "Hessian spectral densities (SLQ, Gaussian-smoothed, log density axis).",
+    "eigenvalues": "Largest and smallest Hessian eigenvalues; error bars are the Lanczos residuals.",
+    "measures": "Hessian trace, saddle index, empirical-Fisher trace and effective dimensionality, ± one "
+                "standard error.",
+    "interpolation": "Test loss and error (train, for data without a test split) along the straight paths between "
+                     "consecutive checkpoints.",
+}
+
+
+def draw_figures(analysis: Analysis) -> dict[str, Path]:
+    """Write the analysis figures to ``out_dir/figures/*.png``; ``{name: path}``."""
+    cps = analysis.checkpoints
+    labels, steps = [c["label"] for c in cps], [c["step"] for c in cps]
+    figures = {
+        "spectral_density": plot_spectral_densities(analysis.densities()),
+        "eigenvalues": plot_eigenvalues(labels, steps, [c["top_eigenvalues"] for c in cps],
+                                        [c["top_residuals"] for c in cps], [c["bottom_eigenvalues"] for c in cps],
+                                        [c["bottom_residuals"] for c in cps]),
+        "measures": plot_measures(labels, steps, {"Hessian trace": measure_series(cps, "trace"),
+                                                  "saddle index (fraction)": measure_series(cps, "saddle_index"),
+                                                  "empirical Fisher trace": measure_series(cps, "fisher_trace"),
+                                                  "effective dimensionality": measure_series(cps, "effective_dim")}),
+    }
+    if analysis.pairs:
+        figures["interpolation"] = plot_interpolation(analysis.paths())
+    return {name: save_figure(fig, analysis.out_dir / "figures" / f"{name}.png") for name, fig in figures.items()}
+
+
+def render(analysis: Analysis, relative_to: str | Path | None = None, heading: str = "#") -> str:
+    """The report's markdown; figure links are relative to ``relative_to`` (default the output directory)."""
+    base = Path(relative_to) if relative_to is not None else analysis.out_dir
+    s = analysis.settings
+    lines = [f"{heading} Landscape analysis", "",
+             f"Hessian of the mean training loss on the first {s.samples} training samples (restricted to the "
+             f"weights a run's pruning mask keeps). Eigenvalues: {s.eigenvalues} at each end, relative tolerance "
+             f"{s.eig_tol:g}; traces: Hutch++ with {s.trace_matvecs} products; density: SLQ, {s.density_runs} runs "
+             f"of {s.density_steps} steps; saddle index: fraction of eigenvalues below −{s.saddle_tol:g}·|λ|max; "
+             f"barriers: {s.points} points per path, height above the chord between the endpoints (Entezari "
+             f"et al. 2022) of the test error (percentage points) and train loss (nats), and Frankle et al.'s "
+             f"height above the endpoints' mean. Fisher: empirical, exact. Flatness: Occam term with δ = "
+             f"{s.flatness_delta:g}, effective dimensionality with z = {s.flatness_z:g}.", "",
+             "| checkpoint | test acc. | λ_max (± resid.) | λ_min (± resid.) | tr H | saddle index | escape dims "
+             "| tr F | ‖H‖_F | Occam term | eff. dim. |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in analysis.checkpoints:
+        lines.append("| " + " | ".join([
+            c["label"], _percent(c["test_accuracy"]),
+            f"{c['top_eigenvalues'][0]:.4g} ± {c['top_residuals'][0]:.1g}",
+            f"{c['bottom_eigenvalues'][0]:.4g} ± {c['bottom_residuals'][0]:.1g}",
+            f"{c['trace']:.4g} ± {c['trace_stderr']:.2g}",
+            f"{c['saddle_index']:.3g} ± {c['saddle_index_stderr']:.1g}",
+            f"{c['escape_dimensions']}{'' if c['escape_complete'] else '+'}",
+            f"{c['fisher_trace']:.4g}", *(f"{c[k]:.4g} ± {c[k + '_stderr']:.2g}"
+                                          for k in ("frobenius", "occam", "effective_dim"))]) + " |")
+    lines += ["", "Escape dimensions: eigenvalues below −tol·|λ|max among the smallest computed; “+”: there may "
+              "be more (all computed ones were below)."]
+    if analysis.pairs:
+        lines += ["", "| path | test-error barrier above the chord | Frankle barrier | train-loss barrier above "
+                      "the chord |", "|---|---|---|---|"]
+        lines += [f"| {p['a']} → {p['b']} | {100 * p['barrier']:.2f} pp | {100 * p['frankle_barrier']:.2f} pp "
+                  f"| {p['loss_barrier']:.4g} |" for p in analysis.pairs]
+    for name, link in zip(analysis.figures, figure_links(analysis.figures, base)):
+        lines += ["", link, "", CAPTIONS[name]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(analysis: Analysis) -> Analysis:
+    """Draw the figures and write ``report.md``; the analysis with its figure paths."""
+    analysis = dataclasses.replace(analysis, figures=draw_figures(analysis))
+    atomic_write_bytes(analysis.report_path, render(analysis).encode())
+    return analysis
+
+
+def _percent(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def figure_links(figures: Mapping[str, Path], base: Path) -> list[str]:
+    """Markdown image lines for ``figures``, linked relative to ``base``."""
+    return [f"![{name}]({Path(os.path.relpath(path, base)).as_posix()})" for name, path in figures.items()]

@@ -1,0 +1,112 @@
+"""Tests of landscape.analyze, landscape.report, landscape.plots.analysis and `landscape analyze` on a tiny run."""
+import argparse
+import json
+
+import matplotlib.image
+import pytest
+import torch
+
+import landscape.analyze as analyze_module
+from landscape.cli import analyze as cli_analyze
+from landscape.analyze import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings, analyze, checkpoint_files
+from landscape.data.registry import load_dataset
+from landscape.runs import load_checkpoint
+from landscape.training import Hparams, init_model, train
+
+SETTINGS = AnalyzeSettings(samples=100, eigenvalues=2, max_matvecs=60, trace_matvecs=6, density_steps=8,
+                           density_runs=2, points=3)
+HPARAMS = Hparams(model="mlp", model_kwargs={"widths": [6]}, steps="20it", checkpoint_steps=(0, 10, 20),
+                  eval_every=0, checkpoint_every=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("analyze") / "run"
+    train(HPARAMS, run_dir, progress=False)
+    torch.set_num_threads(threads)
+    return run_dir
+
+
+def _counting(monkeypatch):
+    calls = {"measure_checkpoint": 0, "measure_pair": 0}
+    for name in calls:
+        original = getattr(analyze_module, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(analyze_module, name, counted)
+    return calls
+
+
+def test_analyze_writes_json_figures_and_report_linking_them(tiny_run, tmp_path, one_thread):
+    result = analyze(tiny_run, steps=[0, 20], out_dir=tmp_path, settings=SETTINGS, progress=False)
+    saved = json.loads((tmp_path / "analysis.json").read_text())
+    assert [c["step"] for c in saved["checkpoints"]] == [0, 20]
+    for record in saved["checkpoints"]:
+        assert set(CHECKPOINT_KEYS) <= set(record)
+        assert len(record["top_eigenvalues"]) == len(record["top_residuals"]) == 2
+        assert record["top_eigenvalues"][0] >= record["bottom_eigenvalues"][0]
+        assert record["trace_stderr"] >= 0 and 0 <= record["saddle_index"] <= 1
+        assert 0 <= record["escape_dimensions"] <= 2 and all(e < 0 for e in record["escape_eigenvalues"])
+        assert 0 <= record["effective_dim"] <= record["weights"] and record["fisher_trace"] > 0
+    assert len(saved["pairs"]) == 1 and set(PAIR_KEYS) <= set(saved["pairs"][0])
+    assert saved["pairs"][0]["a"] == "step 0" and saved["pairs"][0]["b"] == "step 20"
+    report = (tmp_path / "report.md").read_text()
+    assert set(result.figures) == {"spectral_density", "eigenvalues", "measures", "interpolation"}
+    for name, path in result.figures.items():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(path).shape[0] > 100
+        assert f"![{name}](figures/{path.name})" in report
+
+
+def test_analyze_resumes_and_recomputes_nothing_already_written(tiny_run, tmp_path, monkeypatch, one_thread):
+    calls = _counting(monkeypatch)
+    analyze(tiny_run, steps=[0, 10], out_dir=tmp_path, settings=SETTINGS, progress=False)
+    assert calls == {"measure_checkpoint": 2, "measure_pair": 1}
+    first = json.loads((tmp_path / "analysis.json").read_text())
+    result = analyze(tiny_run, out_dir=tmp_path, settings=SETTINGS, progress=False)   # steps 0, 10, 20
+    assert calls == {"measure_checkpoint": 3, "measure_pair": 2}   # only step 20 and the path 10 -> 20 are new
+    assert result.computed == 2
+    assert result.checkpoints[0]["trace"] == first["checkpoints"][0]["trace"]
+    changed = AnalyzeSettings(**{**SETTINGS.__dict__, "trace_matvecs": 9})
+    analyze(tiny_run, steps=[20], out_dir=tmp_path, settings=changed, progress=False)
+    assert calls["measure_checkpoint"] == 4   # other settings: measured again
+
+
+def test_analyze_takes_the_users_model_and_data(tiny_run, tmp_path, one_thread):
+    dataset = load_dataset("mnist1d")
+    x, y = dataset.train
+    files = checkpoint_files(tiny_run, [10, 20])
+    plain = [tmp_path / "middle.pt", tmp_path / "final.pt"]   # bare state dicts, outside any run directory
+    for source, target in zip(files, plain):
+        torch.save(load_checkpoint(source).model, target)
+    result = analyze(plain, model=lambda: init_model(HPARAMS), data=(x[:300], y[:300]), out_dir=tmp_path / "mine",
+                     settings=SETTINGS, progress=False)
+    from_config = analyze(files[1], out_dir=tmp_path / "config", settings=SETTINGS, progress=False)
+    (_, mine), (theirs,) = result.checkpoints, from_config.checkpoints
+    assert [p["a"] for p in result.pairs] == ["middle.pt"] and "interpolation" in result.figures
+    assert mine["label"] == "final.pt" and mine["step"] is None and theirs["label"] == "step 20"
+    assert mine["test_accuracy"] is None and mine["train_accuracy"] is not None
+    assert mine["top_eigenvalues"][0] == pytest.approx(theirs["top_eigenvalues"][0], rel=1e-3)
+
+
+def test_checkpoint_files_names_missing_steps(tiny_run):
+    assert [p.name for p in checkpoint_files(tiny_run)] == [f"step_{s:06d}.safetensors" for s in (0, 10, 20)]
+    with pytest.raises(FileNotFoundError, match=r"\[5\]"):
+        checkpoint_files(tiny_run, [5, 10])
+    with pytest.raises(FileNotFoundError):
+        checkpoint_files(tiny_run / "nothing")
+
+
+def test_cli_analyze_runs_and_prints_where_the_report_is(tiny_run, tmp_path, capsys, one_thread):
+    parser = argparse.ArgumentParser()
+    cli_analyze.add_arguments(parser)
+    args = parser.parse_args([str(tiny_run), "--steps", "20", "--out", str(tmp_path), "--samples", "100",
+                              "--eigenvalues", "2", "--max-matvecs", "60", "--trace-matvecs", "6",
+                              "--density-steps", "8", "--density-runs", "2", "--no-progress"])
+    assert cli_analyze.run(args) == 0
+    assert f"report:  {tmp_path / 'report.md'}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "analysis.json").read_text())["settings"]["trace_matvecs"] == 6
