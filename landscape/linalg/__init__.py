@@ -1,7 +1,11 @@
 """Solvers over any symmetric linear operator: extreme eigenpairs, trace, spectral density, eigenvalue counts.
 
 They need only ``shape``, ``dtype``, ``device`` and ``matmat`` (see :class:`SymmetricOperator`), count the
-matvecs they use, and return frozen dataclasses that carry their errors.
+matvecs they use, and return frozen dataclasses that carry their errors. Random vectors come from
+generators seeded on the operator's device; the Krylov loops move a few numbers per step to the host
+and nothing else. Each solver states its memory as a formula; the Lanczos-based ones can keep their basis
+in a lower precision or on another device (``basis_dtype=``, ``basis_device=``). With a distributed
+operator (``process_group=``), the same call on every rank gives the same result on every rank.
 """
 from landscape.linalg.counts import EigenCount, eigencount
 from landscape.linalg.density import Estimate, SpectralDensity, density

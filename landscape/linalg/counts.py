@@ -58,7 +58,11 @@ def eigencount(op: SymmetricOperator, interval: tuple[float, float], degree: int
             eigenvalue outside makes ``T_j`` grow exponentially, so bounds given by hand must be safe.
         seed: seeds a ``torch.Generator`` on the operator's device.
 
-    Cost: ``probes * ceil(degree/2)`` matvecs, plus 30 for default bounds. Memory ``3 n probes`` elements.
+    Cost: ``probes * ceil(degree/2)`` matvecs, plus 30 for default bounds. Memory ``3 n probes`` elements
+    (``31 n`` for the default bounds' Lanczos run). The moments stay on the operator's device: no host
+    synchronisation until the result (the default bounds cost one per Lanczos step).
+
+    Distributed operators: run the same call on every rank (see :func:`landscape.linalg.eigs`).
     """
     A = Counted(op)
     a, b = interval
@@ -78,8 +82,9 @@ def eigencount(op: SymmetricOperator, interval: tuple[float, float], degree: int
     coef = torch.as_tensor(_jackson(degree) * _indicator(degree, (a - c) / e, (b - c) / e),
                            dtype=A.dtype, device=A.device)
 
-    def B(V: torch.Tensor) -> torch.Tensor:
-        return (A.matmat(V) - c * V) / e
+    def B(V: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+        """``factor * (A - c I) V / e`` as one new tensor (``A``'s output is not written to)."""
+        return torch.add(A.matmat(V), V, alpha=-c).mul_(factor / e)
 
     half = math.ceil(degree / 2)
     Z = A.rademacher(probes, generator)
@@ -88,7 +93,7 @@ def eigencount(op: SymmetricOperator, interval: tuple[float, float], degree: int
     mu[0] = (Z * Z).sum(dim=0)
     mu[1] = (Z * cur).sum(dim=0)
     for i in range(1, half):
-        nxt = 2 * B(cur) - prev
+        nxt = B(cur, 2.0).sub_(prev)
         mu[2 * i] = 2 * (cur * cur).sum(dim=0) - mu[0]
         mu[2 * i + 1] = 2 * (nxt * cur).sum(dim=0) - mu[1]
         prev, cur = cur, nxt

@@ -92,7 +92,8 @@ class SpectralDensity:
 
 
 def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 0,
-            block: int | None = None) -> SpectralDensity:
+            block: int | None = None, basis_dtype: torch.dtype | None = None,
+            basis_device: torch.device | str | None = None) -> SpectralDensity:
     """Stochastic Lanczos quadrature: ``runs`` Lanczos runs of ``steps`` steps from Rademacher vectors.
 
     The runs go through the operator together, one ``matmat`` of ``block`` vectors per step (default all
@@ -103,9 +104,18 @@ def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 
         op: symmetric operator. steps: Lanczos steps per run (at most ``n``). runs: independent runs, at
             least 2 so that errors exist. seed: seeds a ``torch.Generator`` on the operator's device.
         block: runs per ``matmat``; lower it to save memory.
+        basis_dtype, basis_device: where the Lanczos bases are stored (default: the operator's dtype and
+            device), e.g. ``torch.bfloat16`` or ``"cpu"`` (see :mod:`landscape.linalg.basis`). A less precise
+            basis perturbs nodes and weights by about its machine epsilon relative to ``||A||``, far below
+            the error across runs.
 
-    Cost: ``steps * runs`` matvecs at most (fewer if a run meets an invariant subspace). Memory
-    ``(steps + 1) n block + n runs`` elements.
+    Cost: ``steps * runs`` matvecs at most (fewer if a run meets an invariant subspace). Memory:
+    ``steps n block`` elements of ``basis_dtype`` on ``basis_device`` for the bases, about ``3 n block``
+    of the operator's dtype for one step's vectors, ``n runs`` for the start vectors, ``2 runs steps`` host
+    floats. One host transfer of ``2 block`` numbers per step.
+
+    Distributed operators: run the same call on every rank (see :func:`landscape.linalg.eigs`); every rank
+    gets the same nodes and weights.
     """
     A = Counted(op)
     if steps < 1:
@@ -120,7 +130,7 @@ def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 
     nodes = np.zeros((runs, steps))
     weights = np.zeros((runs, steps))
     for start in range(0, runs, block):
-        tri = lanczos_tridiagonal(A, Z[:, start:start + block], steps)
+        tri = lanczos_tridiagonal(A, Z[:, start:start + block], steps, basis_dtype, basis_device)
         for i in range(tri.lengths.size):
             theta, S = tri.ritz(i)
             nodes[start + i] = theta[-1]

@@ -13,8 +13,12 @@ values appear (Parlett 1998, "The Symmetric Eigenvalue Problem", ch. 13).
   ``matmat`` of ``r`` vectors per step, and returns their tridiagonal matrices. Used by stochastic Lanczos
   quadrature (:func:`landscape.linalg.density`) and for spectrum bounds.
 
+Both can store the basis in a lower precision or on another device than the operator's
+(:mod:`landscape.linalg.basis`), the memory-bounded mode for large models; the thick restart bounds the
+basis to ``ncv + 1`` vectors whatever the number of steps.
+
 Breakdown: a new vector of norm ``beta <= eps**0.75 * scale`` (``scale`` the largest ``|alpha|``, ``beta`` so
-far, ``eps`` the dtype's machine epsilon) means the Krylov space is invariant to working precision.
+far, ``eps`` the work dtype's machine epsilon) means the Krylov space is invariant to working precision.
 """
 from __future__ import annotations
 
@@ -25,21 +29,13 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from landscape.linalg.basis import Layout, cgs2, combine
 from landscape.linalg.operator import Counted
 
 
 def breakdown_tol(dtype: torch.dtype) -> float:
     """Relative size ``eps**0.75`` below which a new Lanczos vector counts as zero (invariant subspace)."""
     return float(torch.finfo(dtype).eps) ** 0.75
-
-
-def orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """Project ``w`` (n,) off the rows of ``basis`` (j, n) twice (CGS2): ``w = basis^T h + w_perp``; return
-    ``(w_perp, h)``."""
-    h = basis @ w
-    w = w - basis.T @ h
-    h2 = basis @ w
-    return w - basis.T @ h2, h + h2
 
 
 class ThickRestartLanczos:
@@ -51,23 +47,31 @@ class ThickRestartLanczos:
     ``(theta, y = V_j^T s)`` of ``H_j`` has residual ``||A y - theta y|| = |beta| |s_j|`` (last component),
     with no extra matvec.
 
-    Memory: ``(ncv + 1) n`` elements for the basis plus ``ncv^2`` host floats.
+    ``V`` is stored in ``basis_dtype`` on ``basis_device`` (default: the operator's), see
+    :mod:`landscape.linalg.basis`; each step moves one row to the operator and its product back.
+
+    Memory: ``(ncv + 1) n`` elements of ``basis_dtype`` on ``basis_device`` for the basis, about ``3 n`` of
+    the work dtype there for one step's vectors (plus ``n`` on the operator's device when the basis lives
+    elsewhere), and ``ncv^2`` host floats. Host synchronisation: one transfer of ``j + 2`` numbers per step.
     """
 
-    def __init__(self, op: Counted, ncv: int, generator: torch.Generator):
+    def __init__(self, op: Counted, ncv: int, generator: torch.Generator, basis_dtype: torch.dtype | None = None,
+                 basis_device: torch.device | str | None = None):
         self.op = op
         self.ncv = ncv
         self.generator = generator
-        self.V = torch.zeros(ncv + 1, op.n, dtype=op.dtype, device=op.device)
+        self.layout = Layout(op.dtype, op.device, basis_dtype, basis_device)
+        self.V = self.layout.zeros(ncv + 1, op.n)
         self.H = np.zeros((ncv, ncv))
         self.j = 0
         self.beta = 0.0
         self.scale = 0.0
         self.exhausted = False
-        self._tiny = breakdown_tol(op.dtype)
+        self._tiny = breakdown_tol(self.layout.work_dtype)
 
     def start(self, v: Tensor) -> None:
         """Begin a new run from the direction ``v`` (n,)."""
+        v = self.layout.to_work(v)
         norm = torch.linalg.vector_norm(v)
         if not bool(norm > 0):
             raise ValueError("the starting vector is zero")
@@ -78,8 +82,8 @@ class ThickRestartLanczos:
     def expand(self) -> None:
         """One Lanczos step: ``w = A V[j]``, orthogonalised against ``V[:j+1]``; one matvec, one host sync."""
         j = self.j
-        w = self.op.matmat(self.V[j][:, None])[:, 0]
-        w, h = orthogonalize(self.V[: j + 1], w)
+        w = self.op.matmat(self.layout.to_op(self.V[j])[:, None])[:, 0]
+        w, h = cgs2(self.V[: j + 1], self.layout.to_work(w))
         beta = torch.linalg.vector_norm(w)
         host = torch.cat([h, beta[None]]).cpu().double().numpy()
         if not np.isfinite(host).all():
@@ -99,10 +103,11 @@ class ThickRestartLanczos:
     def _fresh_direction(self) -> None:
         """After a breakdown, continue with a random vector orthogonal to the basis (zero coupling)."""
         z = torch.randn(self.op.n, generator=self.generator, dtype=self.op.dtype, device=self.op.device)
+        z = self.layout.to_work(z)
         before = torch.linalg.vector_norm(z)
-        z, _ = orthogonalize(self.V[: self.j], z)
+        z, _ = cgs2(self.V[: self.j], z)
         norm = torch.linalg.vector_norm(z)
-        if float(norm) <= self._tiny * float(before):
+        if bool(norm <= self._tiny * before):
             self.exhausted = True  # the basis spans the whole space
             return
         self.V[self.j] = z / norm
@@ -113,16 +118,18 @@ class ThickRestartLanczos:
         return theta, S, abs(self.beta) * np.abs(S[-1])
 
     def vectors(self, S: np.ndarray) -> Tensor:
-        """Ritz vectors ``V_j^T S`` as rows, shape ``(S.shape[1], n)``."""
-        return torch.as_tensor(S.T, dtype=self.op.dtype, device=self.op.device) @ self.V[: self.j]
+        """Ritz vectors ``V_j^T S`` as rows, shape ``(S.shape[1], n)``, in the operator's dtype and device."""
+        coefficients = torch.as_tensor(S, dtype=self.layout.work_dtype, device=self.layout.device)
+        return self.layout.to_op(combine(coefficients, self.V[: self.j]))
 
     def restart(self, theta: np.ndarray, S: np.ndarray) -> None:
-        """Keep the Ritz pairs ``(theta, V_j^T S)`` and the next vector: ``H`` becomes an arrowhead."""
+        """Keep the Ritz pairs ``(theta, V_j^T S)`` and the next vector: ``H`` becomes an arrowhead. The basis
+        is rewritten in place, chunk by chunk (no ``keep x n`` temporary)."""
         keep = S.shape[1]
         coupling = self.beta * S[-1]
-        Y = self.vectors(S)
+        coefficients = torch.as_tensor(S, dtype=self.layout.work_dtype, device=self.layout.device)
+        combine(coefficients, self.V[: self.j], out=self.V[:keep])
         self.V[keep] = self.V[self.j]
-        self.V[:keep] = Y
         self.H[:] = 0.0
         self.H[np.arange(keep), np.arange(keep)] = theta
         self.H[:keep, keep] = coupling
@@ -150,34 +157,44 @@ class Tridiagonals:
         return scipy.linalg.eigh_tridiagonal(self.alpha[i, :m], self.beta[i, : m - 1])
 
 
-def lanczos_tridiagonal(op: Counted, V0: Tensor, steps: int) -> Tridiagonals:
+def lanczos_tridiagonal(op: Counted, V0: Tensor, steps: int, basis_dtype: torch.dtype | None = None,
+                        basis_device: torch.device | str | None = None) -> Tridiagonals:
     """Run ``r = V0.shape[1]`` independent Lanczos processes of ``steps`` steps from the columns of ``V0``.
 
     Each step applies one ``matmat`` to the still-active runs' vectors and reorthogonalises each run's new
-    vector against that run's whole basis (CGS2). A run that breaks down stops, its later columns are not
-    applied. Costs at most ``r * steps`` matvecs; memory ``(steps + 1) n r`` elements.
+    vector against that run's whole basis (CGS2), batched over the runs. A run that breaks down stops, its
+    later columns are not applied. The bases are stored in ``basis_dtype`` on ``basis_device`` (default:
+    the operator's; see :mod:`landscape.linalg.basis`).
+
+    Costs at most ``r * steps`` matvecs. Memory: ``steps n r`` elements of ``basis_dtype`` on
+    ``basis_device`` for the bases, about ``3 n r`` of the work dtype there for one step's vectors, and
+    ``2 r steps`` host floats. Host synchronisation: one transfer of ``2 r`` numbers per step (the new
+    ``alpha`` and ``beta``, which the breakdown test needs); the tridiagonals are solved afterwards.
     """
     n, r = V0.shape
     steps = min(steps, n)
-    basis = torch.zeros(r, steps, n, dtype=op.dtype, device=op.device)   # run i's basis is basis[i]
-    basis[:, 0] = (V0 / torch.linalg.vector_norm(V0, dim=0)).T
+    layout = Layout(op.dtype, op.device, basis_dtype, basis_device)
+    basis = layout.zeros(r, steps, n)   # run i's basis is basis[i]
+    start = layout.to_work(V0)
+    basis[:, 0] = (start / torch.linalg.vector_norm(start, dim=0)).T
     alpha = np.zeros((r, steps))
     beta = np.zeros((r, steps))
     lengths = np.full(r, steps)
     active = np.ones(r, dtype=bool)
+    cols: Tensor | None = None          # indices of the active runs, once some have stopped
     scale = np.zeros(r)
-    tiny = breakdown_tol(op.dtype)
+    tiny = breakdown_tol(layout.work_dtype)
     for j in range(steps):
-        cols = torch.as_tensor(np.flatnonzero(active), device=op.device)
-        W = torch.zeros(r, n, 1, dtype=op.dtype, device=op.device)
-        W[cols, :, 0] = op.matmat(basis[cols, j].T.contiguous()).T
-        Q = basis[:, : j + 1]
-        c = torch.bmm(Q, W)
-        W -= torch.bmm(Q.transpose(1, 2), c)
-        c2 = torch.bmm(Q, W)
-        W -= torch.bmm(Q.transpose(1, 2), c2)
-        norms = torch.linalg.vector_norm(W[:, :, 0], dim=1)
-        host = torch.stack([c[:, j, 0] + c2[:, j, 0], norms]).cpu().double().numpy()
+        X = basis[:, j] if cols is None else basis[cols, j]
+        AX = layout.to_work(op.matmat(layout.to_op(X).T.contiguous()).T)
+        if cols is None:
+            W = AX.contiguous()
+        else:   # stopped runs get zeros, which orthogonalisation keeps zero
+            W = torch.zeros(r, n, dtype=layout.work_dtype, device=layout.device)
+            W[cols] = AX
+        W, c = cgs2(basis[:, : j + 1], W)
+        norms = torch.linalg.vector_norm(W, dim=1)
+        host = torch.stack([c[:, j], norms]).cpu().double().numpy()
         if not np.isfinite(host).all():
             raise FloatingPointError("the operator returned non-finite values")
         alpha[active, j] = host[0, active]
@@ -188,7 +205,11 @@ def lanczos_tridiagonal(op: Counted, V0: Tensor, steps: int) -> Tridiagonals:
         beta[active, j] = host[1, active]
         if not active.any():
             break
+        if stopped.any():
+            cols = torch.as_tensor(np.flatnonzero(active), device=layout.device)
         if j + 1 < steps:
-            keep = torch.as_tensor(np.flatnonzero(active), device=op.device)
-            basis[keep, j + 1] = W[keep, :, 0] / norms[keep, None]
+            if cols is None:
+                basis[:, j + 1] = W / norms[:, None]
+            else:
+                basis[cols, j + 1] = W[cols] / norms[cols, None]
     return Tridiagonals(alpha=alpha, beta=beta, lengths=lengths)

@@ -29,7 +29,10 @@ def trace(op: SymmetricOperator, matvecs: int = 99, method: str = "hutch++", see
 
     Hutch++ is the default because curvature spectra have a few large outliers, which it computes exactly
     instead of sampling. Probes are Rademacher vectors from a ``torch.Generator`` seeded by ``seed`` on
-    the operator's device; the global RNG is untouched.
+    the operator's device; the global RNG is untouched. No host synchronisation until the result.
+
+    Distributed operators: run the same call on every rank (see :func:`landscape.linalg.eigs`); the
+    probes, products and therefore the estimates are the same on every rank.
     """
     if method == "hutch++":
         return hutchpp(op, matvecs, seed)
@@ -65,7 +68,8 @@ def hutchpp(op: SymmetricOperator, matvecs: int = 99, seed: int = 0) -> TraceEst
     The first term is exact given ``Q`` (it captures the outliers); given ``Q`` the second is Hutchinson on
     the deflated matrix, unbiased for its trace since ``tr(QQ^T A (I - QQ^T)) = 0``. So the estimate is
     unbiased, and ``stderr`` is the sample standard deviation of the ``g`` deflated terms over ``sqrt(g)``.
-    Two ``matmat`` calls (``s`` columns, then ``s + g``); memory ``~ 3 matvecs n`` elements.
+    Two ``matmat`` calls (``s`` columns, then ``s + g``); memory about ``2 matvecs n`` elements
+    (``3 (s + g) n`` at the second product: ``Q``, the projected probes, their concatenation, its product).
     """
     A = Counted(op)
     if matvecs < 4:
@@ -76,7 +80,8 @@ def hutchpp(op: SymmetricOperator, matvecs: int = 99, seed: int = 0) -> TraceEst
     S = A.rademacher(s, generator)
     G = A.rademacher(g, generator)
     Q, _ = torch.linalg.qr(A.matmat(S))
-    G = G - Q @ (Q.T @ G)
+    del S
+    G = torch.addmm(G, Q, Q.T @ G, alpha=-1)   # (I - QQ^T) G, fused
     AQG = A.matmat(torch.cat([Q, G], dim=1))
     exact = (Q * AQG[:, :s]).sum()
     samples = (G * AQG[:, s:]).sum(dim=0)

@@ -10,6 +10,8 @@ by one of two methods:
 
 ``method="auto"`` times both on the first batch at construction (:mod:`landscape.operators.methods`) and
 uses, for a product of ``b`` vectors, the one predicted fastest; ``method_costs`` holds the measurements.
+``compile=`` compiles the ``"forward"`` product (:mod:`landscape.operators.compiled`), before the timing,
+so that ``"auto"`` weighs the compiled product; the ``"reverse"`` one cannot be compiled.
 """
 from __future__ import annotations
 
@@ -48,6 +50,10 @@ class AutodiffOperator(CurvatureOperator):
         if method == "forward" and kwargs.get("allow_batch_statistics") and batch_statistics_modules(model):
             raise ValueError("method='forward' cannot run BatchNorm with batch statistics (torch.func refuses "
                              "the in-place update of running statistics): use method='reverse'")
+        if method == "reverse" and kwargs.get("compile", False) is not False:
+            raise ValueError("compile= compiles the forward-mode product, which method='reverse' never runs "
+                             "(torch.compile cannot trace a backward through a retained graph): use "
+                             "method='forward' or 'auto'")
         self.method = method
         super().__init__(model, loss_fn, data, **kwargs)
         self.method_costs: dict[str, MethodCost] = {}

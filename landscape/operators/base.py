@@ -1,4 +1,4 @@
-"""The base of every curvature operator: data, weighting, caching, checks, counting, adapters.
+"""The base of every curvature operator: data, weighting, caching, checks, counting, adapters, ranks.
 
 A curvature operator is a symmetric ``dim x dim`` matrix ``M`` over the selected coordinates of a
 model's parameters (a :class:`~landscape.params.ParamSpace`), for a mean-reduced loss over a data set of
@@ -10,24 +10,32 @@ where ``M_b`` is the matrix of batch ``b``'s mean loss. This is exactly the matr
 loss (the last, smaller batch included), never the mean of per-batch means. A subclass writes one method,
 the per-batch product ``_batch_matmat`` (and optionally ``_precompute``, what a batch keeps between
 products); this class owns everything else.
+
+Distributed (``process_group=``): each rank holds a shard of the data, ``N`` counts the samples of all
+ranks, and a product sums ``(n_b / N) M_b v`` over the rank's batches, then over the ranks with one
+``all_reduce`` (:mod:`landscape.distributed`): the same matrix as one process over all the data.
 """
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
+from landscape.distributed import StatusBuffer, check_group
 from landscape.operators.checks import (DataPass, batch_statistics_modules, compare_passes, fingerprint,
                                         first_nonfinite, refuse_batch_statistics)
+from landscape.operators.compiled import CompiledFunction, CompileOption, compile_options
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.memory import StorageBytes, saved_by_autograd
+from landscape.operators.parallel import reduce_pass, reduce_product
 from landscape.params import ParamSpace, Selection
 
 DEFAULT_CACHE_BYTES = 2 ** 30
@@ -64,10 +72,24 @@ class CurvatureOperator(abc.ABC):
             first-order graphs, per-sample gradients, whatever the subclass precomputes). When all batches
             fit, they are prepared once at construction and reused by every product; otherwise each
             product recomputes them. ``0`` disables caching. ``cached_bytes`` reports the estimate.
+        process_group: a ``torch.distributed`` process group (e.g. ``dist.group.WORLD``) whose ranks each
+            pass their own shard of the data (:func:`landscape.distributed.shard`) and the same model. At
+            construction the ranks sum their sample counts (weights ``n_b / N`` with ``N`` over all ranks),
+            losses and gradients, and check that they hold the same parameters; each product is summed
+            over the ranks by one ``all_reduce`` of ``dim x b`` numbers (the weights already applied), which
+            also checks that every rank multiplied the same vectors (to ``64 eps`` relative) and lets a
+            rank whose product raised stop the others with :class:`landscape.distributed.DistributedError`.
+            The determinism check, the cache and the method timing stay local. Any backend that carries
+            tensors on ``device`` (gloo: CPU; NCCL: CUDA). ``None``: this process alone.
+        compile: ``True``, or a dict of ``torch.compile`` arguments: compile the product where it is a pure
+            function of tensors (forward-mode products, per-sample gradients), falling back to eager
+            with one warning if that fails (:mod:`landscape.operators.compiled`).
 
     Attributes:
         shape: ``(dim, dim)``. dtype, device: of the products. space: the :class:`ParamSpace`.
-        num_samples: ``N``. loss: the full-data mean loss (float). gradient: its ``(dim,)`` gradient.
+        num_samples: ``N`` (over all ranks). local_samples: this rank's (``N`` without a process group).
+        loss: the full-data mean loss (float). gradient: its ``(dim,)`` gradient.
+        rank, world_size: this process's place in ``process_group`` (``0``, ``1`` without one).
         matvecs: matrix-vector products so far (a ``matmat`` of ``b`` vectors counts ``b``).
         cached_bytes: estimated bytes kept between products (``0`` when nothing is cached).
         batch_statistics: whether some BatchNorm normalises with batch statistics (only when allowed).
@@ -81,13 +103,18 @@ class CurvatureOperator(abc.ABC):
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, params: Selection = None,
                  masks: Mapping[str, Tensor] | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, check_determinism: bool = True,
-                 allow_batch_statistics: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 allow_batch_statistics: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 process_group: dist.ProcessGroup | None = None, compile: CompileOption = False):
+        self._compile = compile_options(compile)
+        self._compiled_functions: dict[str, CompiledFunction] = {}
         self.space = ParamSpace(model, params, masks)
         reference = next(iter(self.space.parameters(model).values()))
         self.dtype: torch.dtype = dtype if dtype is not None else reference.dtype
         if not self.dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {self.dtype}")
         self.device = torch.device(device) if device is not None else reference.device
+        self._group = process_group
+        self.rank, self.world_size = (0, 1) if process_group is None else check_group(process_group, self.device)
         self.shape: tuple[int, int] = (self.space.dim, self.space.dim)
         self.matvecs = 0
         self.batch_statistics = bool(batch_statistics_modules(model))
@@ -95,19 +122,21 @@ class CurvatureOperator(abc.ABC):
             refuse_batch_statistics(model)
         self._fn = FunctionalModel(model, self.space, loss_fn, self.dtype, self.device)
         self._data = as_batches(data)
-        rtol = 1e3 * torch.finfo(self.dtype).eps
         with self._fn.running():
-            first = self._data_pass()
-            self.num_samples: int = sum(first.sizes)
-            if check_determinism:
-                compare_passes(first, self._data_pass(), model, rtol)
+            first, failure = self._checked_pass(model, check_determinism)
+            self.local_samples: int = 0 if first is None else sum(first.sizes)
+            if process_group is None:
+                self.num_samples, self.loss, self.gradient = self.local_samples, float(first.loss), first.gradient
+            else:
+                self.num_samples, self.loss, self.gradient = reduce_pass(
+                    first, failure, self.space.dim, self._fn.primals, process_group,
+                    f"the {type(self).__name__}'s loss and gradient")
             self._cache, self.cached_bytes = self._build_cache(cache_bytes)
-        self.loss = float(first.loss)
-        self.gradient: Tensor = first.gradient
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(dim={self.space.dim}, samples={self.num_samples}, dtype={self.dtype}, "
-                f"device={self.device}, matvecs={self.matvecs})")
+        ranks = f", ranks={self.world_size}" if self._group is not None else ""
+        return (f"{type(self).__name__}(dim={self.space.dim}, samples={self.num_samples}{ranks}, "
+                f"dtype={self.dtype}, device={self.device}, matvecs={self.matvecs})")
 
     # --- what a subclass writes ---------------------------------------------------------------------
 
@@ -121,19 +150,41 @@ class CurvatureOperator(abc.ABC):
         counted."""
         return None
 
+    def _compiled(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        """``fn`` (a method that is a pure function of tensors), compiled if ``compile=`` asked for it: one
+        :class:`~landscape.operators.compiled.CompiledFunction` per method, made on first use."""
+        if self._compile is None:
+            return fn
+        name = fn.__name__
+        if name not in self._compiled_functions:
+            self._compiled_functions[name] = CompiledFunction(fn, self._compile, f"{type(self).__name__}.{name}")
+        return self._compiled_functions[name]
+
     # --- products -----------------------------------------------------------------------------------
 
     def matmat(self, V: Tensor) -> Tensor:
-        """``M V`` for ``V`` of shape ``(dim, b)``; the ``b`` vectors share every pass over the data."""
+        """``M V`` for ``V`` of shape ``(dim, b)``; the ``b`` vectors share every pass over the data (and,
+        with a process group, one ``all_reduce``: call it on every rank with the same ``V``)."""
         if V.ndim != 2 or V.shape[0] != self.space.dim:
             raise ValueError(f"matmat expects shape ({self.space.dim}, b), got {tuple(V.shape)}")
         rows = V.to(device=self.device, dtype=self.dtype).T.contiguous()   # each vector contiguous
-        out = torch.zeros_like(rows)
         if rows.shape[0] == 0:
-            return out.T
-        with self._fn.running():
-            for batch in self._batches():
-                out.add_(self._batch_matmat(batch, rows), alpha=batch.weight)
+            return torch.zeros_like(rows).T
+        packed = None
+        if self._group is not None:
+            packed = StatusBuffer(tuple(rows.shape), 2 * rows.shape[0], self._group, self.dtype, self.device)
+        out = torch.zeros_like(rows) if packed is None else packed.body
+        failure = None
+        try:
+            with self._fn.running():
+                for batch in self._batches():
+                    out.add_(self._batch_matmat(batch, rows), alpha=batch.weight)
+        except Exception as error:
+            if packed is None:
+                raise
+            failure = error   # reported to the other ranks by the all_reduce, then raised
+        if packed is not None:
+            reduce_product(packed, rows, failure, f"a {type(self).__name__} product")
         self.matvecs += rows.shape[0]
         self._check_finite(out)
         return out.T.contiguous()
@@ -171,6 +222,19 @@ class CurvatureOperator(abc.ABC):
         for index, batch in enumerate(self._data):
             x, y = to_device(batch, self.device, self.dtype)
             yield PreparedBatch(index, x, y, x.shape[0] / self.num_samples)
+
+    def _checked_pass(self, model: nn.Module, check_determinism: bool) -> tuple[DataPass | None, Exception | None]:
+        """One pass over the data, compared with a second one if asked. With a process group an exception
+        is returned instead of raised, for :func:`reduce_pass` to tell the other ranks before raising it."""
+        try:
+            first = self._data_pass()
+            if check_determinism:
+                compare_passes(first, self._data_pass(), model, 1e3 * torch.finfo(self.dtype).eps)
+        except Exception as error:
+            if self._group is None:
+                raise
+            return None, error
+        return first, None
 
     def _data_pass(self) -> DataPass:
         """Loss and gradient of every batch; fails on a non-scalar or non-finite loss."""
@@ -224,7 +288,7 @@ class CurvatureOperator(abc.ABC):
                 entry = self._precompute(index, x, y)
             counter.add((x, y, entry))
             seen += x.shape[0]
-            if counter.total * self.num_samples / seen > budget:   # projected over all the data
+            if counter.total * self.local_samples / seen > budget:   # projected over this rank's data
                 return None, 0
             cache.append(PreparedBatch(index, x, y, x.shape[0] / self.num_samples, entry))
         return cache, counter.total

@@ -50,7 +50,10 @@ class GGN(AutodiffOperator):
         return self.space.to_flat(backward_rows([outputs], list(leaves.values()), [W]))
 
     def _forward(self, batch: PreparedBatch, V: Tensor) -> Tensor:
-        x = batch.inputs
+        return self._compiled(self._forward_product)(batch.inputs, batch.targets, V)
+
+    def _forward_product(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        """``J^T H_L J`` for the rows of ``V`` on the batch ``(x, y)`` by forward mode: a pure function of tensors."""
         primals = self._fn.primals
 
         def f(p: dict[str, Tensor]) -> Tensor:
@@ -58,7 +61,7 @@ class GGN(AutodiffOperator):
 
         outputs, pullback = vjp(f, primals)
         JV = vmap(lambda v: jvp(f, (primals,), (v,))[1])(self.space.to_dict(V))
-        W = self._output_hessian(outputs, batch.targets, JV)
+        W = self._output_hessian(outputs, y, JV)
         return self.space.to_flat(vmap(pullback)(W)[0])
 
     def _output_hessian(self, outputs: Tensor, targets: Tensor, U: Tensor) -> Tensor:

@@ -44,7 +44,10 @@ class Hessian(AutodiffOperator):
                                                 [directions[n] for n, _ in live]))
 
     def _forward(self, batch: PreparedBatch, V: Tensor) -> Tensor:
-        x, y = batch.inputs, batch.targets
+        return self._compiled(self._forward_product)(batch.inputs, batch.targets, V)
+
+    def _forward_product(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        """Forward over reverse for the rows of ``V`` on the batch ``(x, y)``: a pure function of tensors."""
         gradient = grad(lambda p: self._fn.loss(p, x, y))
         primals = self._fn.primals
         products = vmap(lambda v: jvp(gradient, (primals,), (v,))[1])(self.space.to_dict(V))
