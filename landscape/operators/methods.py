@@ -39,11 +39,20 @@ def measure(runs: Mapping[str, Callable[[Tensor], object]], dim: int, dtype: tor
     """Time each candidate on ``(1, dim)`` and ``(probe, dim)`` blocks of random rows and fit
     ``fixed + per_vector * b``. After one warm-up each, the candidates run interleaved, ``repeats``
     rounds, keeping each one's best time, so that a load on the machine that comes and goes does not
-    favour the one that happened to run in a quiet moment."""
+    favour the one that happened to run in a quiet moment. A candidate that fails its warm-up with a
+    ``RuntimeError`` (an operation without a forward-mode derivative, say) is left out; if all fail, the
+    first failure is raised."""
     gen = torch.Generator(device=device).manual_seed(0)
     blocks = {b: torch.randn(b, dim, dtype=dtype, device=device, generator=gen) for b in (1, probe)}
-    for run in runs.values():
-        run(blocks[1])
+    failures = []
+    for name, run in list(runs.items()):
+        try:
+            run(blocks[1])
+        except RuntimeError as error:
+            failures.append(error)
+            runs = {n: r for n, r in runs.items() if n != name}
+    if not runs:
+        raise failures[0]
     best = {(name, b): float("inf") for name in runs for b in blocks}
     for _ in range(repeats):
         for name, run in runs.items():

@@ -116,3 +116,14 @@ def test_float32_operator_is_close_to_the_float64_one(mlp, classification):
     assert H32.dtype == torch.float32
     v = torch.randn(H64.shape[0], dtype=F64)
     assert relative_error((H32 @ v.float()).double(), H64 @ v) < 1e-5
+
+
+def test_auto_method_leaves_out_forward_mode_where_it_fails_and_stays_exact():
+    """torch 2.13 has no forward-mode derivative through ``mse_loss``'s backward ("ZeroTensors are
+    immutable"): ``method="auto"`` must fall back to reverse mode, not crash."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 1)).double()
+    x, y = torch.randn(32, 4, dtype=F64), torch.randn(32, 1, dtype=F64)
+    H = Hessian(model, nn.MSELoss(), (x, y), dtype=F64)
+    assert "reverse" in H.method_costs
+    assert_products_match(H, dense_hessian(model, nn.MSELoss(), x, y))
