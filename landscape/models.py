@@ -26,8 +26,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from landscape.registry import Registry
+
 ModelFactory = Callable[..., nn.Module]
-_MODELS: dict[str, ModelFactory] = {}
+_MODELS: Registry[ModelFactory] = Registry("model", "models")
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn.Softplus,
@@ -37,25 +39,17 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator adding ``factory(input_shape, num_classes, **kwargs)`` to the registry under ``name``."""
-    def add(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS:
-            raise ValueError(f"a model named {name!r} is already registered")
-        _MODELS[name] = factory
-        return factory
-    return add
+    return _MODELS.register(name)
 
 
 def model_names() -> list[str]:
     """Names of the registered models, sorted."""
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def model_description(name: str) -> str:
     """First line of the factory's docstring, then its keyword arguments with their defaults."""
-    factory = _factory(name)
-    options = [f"{p.name}={p.default!r}" for p in inspect.signature(factory).parameters.values()
-               if p.name not in ("input_shape", "num_classes")]
-    return (factory.__doc__ or "").strip().splitlines()[0] + (f" Options: {', '.join(options)}." if options else "")
+    return _MODELS.describe(name, positional=("input_shape", "num_classes"))
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
@@ -65,7 +59,7 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
     ``torch.random.fork_rng``, for a reproducible initialisation). Unknown names or keyword arguments
     fail with the known ones listed.
     """
-    factory = _factory(name)
+    factory = _MODELS.get(name)
     accepted = [p for p in inspect.signature(factory).parameters if p not in ("input_shape", "num_classes")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
@@ -76,12 +70,6 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     return factory(input_shape, num_classes, **kwargs)
-
-
-def _factory(name: str) -> ModelFactory:
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    return _MODELS[name]
 
 
 def _activation(name: str) -> nn.Module:

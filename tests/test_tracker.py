@@ -30,7 +30,7 @@ def dropout_model():
                              nn.Linear(8, num_classes))
 
     yield
-    del models._MODELS["tracker_dropout_mlp"]
+    models._MODELS.unregister("tracker_dropout_mlp")
 
 
 def tracker(hp: Hparams, instruments=("top_eigen", "trace", "fisher_trace"), **kwargs) -> Tracker:

@@ -56,7 +56,7 @@ def dropout_model():
                              nn.Linear(16, num_classes))
 
     yield "test_dropout_mlp"
-    del models._MODELS["test_dropout_mlp"]
+    models._MODELS.unregister("test_dropout_mlp")
 
 
 def test_same_hparams_give_bit_identical_weights_and_metrics(tmp_path, dropout_model):

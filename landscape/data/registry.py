@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.registry import Registry
 from landscape.data.batches import Batch
 from landscape.runs import atomic_write_bytes
 from landscape.state import preserved_rng
@@ -73,29 +74,22 @@ class Dataset:
 
 
 DatasetFactory = Callable[..., Dataset]
-_DATASETS: dict[str, DatasetFactory] = {}
+_DATASETS: Registry[DatasetFactory] = Registry("data set", "data sets")
 
 
 def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
     """Decorator adding ``factory(**kwargs) -> Dataset`` to the registry under ``name``."""
-    def add(factory: DatasetFactory) -> DatasetFactory:
-        if name in _DATASETS:
-            raise ValueError(f"a data set named {name!r} is already registered")
-        _DATASETS[name] = factory
-        return factory
-    return add
+    return _DATASETS.register(name)
 
 
 def dataset_names() -> list[str]:
     """Names of the registered data sets, sorted."""
-    return sorted(_DATASETS)
+    return _DATASETS.names()
 
 
 def dataset_description(name: str) -> str:
     """First line of the factory's docstring, then its keyword arguments with their defaults (builds nothing)."""
-    factory = _factory(name)
-    options = [f"{p.name}={p.default!r}" for p in inspect.signature(factory).parameters.values()]
-    return (factory.__doc__ or "").strip().splitlines()[0] + (f" Options: {', '.join(options)}." if options else "")
+    return _DATASETS.describe(name)
 
 
 def load_dataset(name: str, **kwargs) -> Dataset:
@@ -104,23 +98,17 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     The returned tensors are shared between calls with the same arguments: clone before modifying them.
     Unknown names or keyword arguments fail with the known ones listed.
     """
-    accepted = list(inspect.signature(_factory(name)).parameters)
+    accepted = list(inspect.signature(_DATASETS.get(name)).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(f"data set {name!r} takes no argument(s) {unknown}; it accepts {accepted}")
     return _load(name, tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
 
 
-def _factory(name: str) -> DatasetFactory:
-    if name not in _DATASETS:
-        raise KeyError(f"unknown data set {name!r}; known data sets: {', '.join(dataset_names())}")
-    return _DATASETS[name]
-
-
 @functools.lru_cache(maxsize=8)
 def _load(name: str, kwargs: tuple) -> Dataset:
     with preserved_rng():
-        return _DATASETS[name](**dict(kwargs))
+        return _DATASETS.get(name)(**dict(kwargs))
 
 
 def _hashable(value):
