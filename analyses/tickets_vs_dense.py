@@ -150,9 +150,9 @@ def report(setting: Setting, densities: np.ndarray, curves: dict[str, np.ndarray
     lines += ["", *findings(densities, curves, dense), "",
               "## Curvature: tickets versus dense (seed 0, late rewinding)", "",
               "Hessian of the training loss restricted to the surviving weights; barriers and instability in "
-              "percentage points of test error. The negative mass is the SLQ estimate of the fraction of negative "
-              "eigenvalues below -1e-3 λ_max; its quadrature error (in comparison.json) is large at these "
-              "minima, where most eigenvalues sit near zero.", "",
+              "percentage points of test error; tr(F)/n is the empirical Fisher trace per surviving weight. The saddle "
+              f"index is the fraction of eigenvalues below -{setting.compare.saddle_tol:g} |λ|max "
+              "(deflated SLQ, ± its standard error over probes; its quadrature bound is in the JSON).", "",
               "![spectra](tickets_vs_dense_spectra.png)", "", "![curvature](tickets_vs_dense_curvature.png)", "",
               comparison_md, _curvature_summary(rows), "", CLAIMS]
     return "\n".join(lines)

@@ -6,7 +6,9 @@ Layers, bottom to top (lower layers never import higher ones):
   directories and reproducible training;
 - ``operators``: matrix-free Hessian, GGN and Fisher over a model and a data set;
 - ``linalg``: solvers over any symmetric operator (eigenpairs, trace, spectral density, counts);
-- ``instruments``, ``connectivity``, ``surface``, ``instability``, ``pruning``, ``compare``: the measurements;
+- ``instruments``, ``connectivity``, ``surface``, ``instability``, ``pruning``: the measurements;
+- ``curvature`` (the standard curvature profile of a network), ``analyze`` (checkpoints) and ``compare``
+  (tickets against the dense network) on top of them;
 - ``plots``, ``cli``: figures and the ``landscape`` command.
 
 Functions named like their module (``landscape.instability.instability``, ``landscape.compare.compare``,
@@ -31,11 +33,14 @@ from landscape.surface import (Directions, LossSurface, eigen_directions, filter
                                loss_surface, pca_directions, surface_for, surface_from_checkpoint)
 from landscape.training import Hparams, Start, load_model, train
 from landscape.training.tracker import Tracker, TrackerSettings
+from landscape.curvature import CurvatureSettings, measure_curvature
 from landscape.analyze import Analysis, AnalyzeSettings
+from landscape.compare import CompareSettings, Comparison
 from landscape.demo import run_demo
 
 __all__ = [
-    "Analysis", "AnalyzeSettings", "run_demo", "Tracker", "TrackerSettings",
+    "Analysis", "AnalyzeSettings", "CompareSettings", "Comparison", "CurvatureSettings", "measure_curvature",
+    "run_demo", "Tracker", "TrackerSettings",
     "EscapeDimensions", "EscapeExperiment", "FisherTrace", "Flatness", "SaddleIndex", "SubspaceOverlap",
     "escape_dimensions", "escape_experiment", "fisher_trace", "flatness", "saddle_index", "subspace_overlap",
     "widen",

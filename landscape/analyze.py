@@ -1,23 +1,9 @@
 """Post-hoc analysis of saved checkpoints: curvature at each, barriers between consecutive ones.
 
-For every checkpoint, with ``H`` the Hessian of the mean training loss on the first ``samples`` training
-samples (restricted to the weights a pruning mask keeps, when the run has one; units: loss (nats) per
-parameter²):
-
-* the ``k`` largest and smallest eigenvalues with their residuals ``||H v − θ v||`` (thick-restart Lanczos,
-  :func:`landscape.linalg.eigs`);
-* ``tr H`` with its standard error (Hutch++, :func:`landscape.linalg.trace`);
-* the spectral density (stochastic Lanczos quadrature, :func:`landscape.linalg.density`);
-* the saddle index, the fraction of eigenvalues below ``−tol |λ|_max`` (Dauphin et al. 2014;
-  :func:`landscape.instruments.saddle.saddle_index`, deflated by the eigenpairs above);
-* the escape dimensions, the eigenpairs below ``−tol |λ|_max`` among the ``k`` smallest
-  (:func:`landscape.instruments.escape_dimensions`; ``escape_complete`` says whether they are all of them);
-* flatness (:func:`landscape.instruments.flatness`): the Frobenius norm ``||H||_F``, the Occam term
-  ``−½ Σ log(λ_i⁺ + δ)`` and the effective dimensionality ``Σ λ_i⁺ / (λ_i⁺ + z)``, with standard errors;
-* the trace of the empirical Fisher ``tr F = (1/N) Σ_i ||∇ℓ_i||²``, exact from per-sample gradients
-  (:func:`landscape.instruments.fisher_trace`; the critical-period signal of Achille et al. 2019), nats per
-  parameter²;
-* train and test loss and accuracy.
+For every checkpoint: train and test loss and accuracy, and the curvature profile of
+:mod:`landscape.curvature` (extreme Hessian eigenpairs with residuals, trace, spectral density, saddle index,
+escape dimensions, flatness, empirical Fisher trace) on the first ``samples`` training samples, restricted to the
+weights a pruning mask keeps when the run has one.
 
 Between consecutive checkpoints A, B: the loss and error along θ(α) = θ_A + α (θ_B − θ_A)
 (:func:`landscape.connectivity.interpolate`) and the barriers above the chord between the endpoints,
@@ -35,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import importlib
 import json
 import time
@@ -50,56 +35,26 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoint, interpolate, load_run_checkpoint
+from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.data.registry import Dataset, load_dataset
 from landscape.evaluation import evaluate
-from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
-from landscape.linalg import SpectralDensity, density, eigs, trace
+from landscape.linalg import SpectralDensity
 from landscape.models import build_model, model_names
-from landscape.operators import Hessian
 from landscape.runs import Run, atomic_write_json, load_checkpoint
+from landscape.settings import setting
 from landscape.training import tensors_digest
 
 FORMAT = 2
-CHECKPOINT_KEYS = ("key", "label", "path", "run", "step", "weights", "train_loss", "train_accuracy", "test_loss",
-                   "test_accuracy", "top_eigenvalues", "top_residuals", "bottom_eigenvalues", "bottom_residuals",
-                   "eigs_converged", "trace", "trace_stderr", "density", "saddle_index", "saddle_index_stderr",
-                   "saddle_count", "saddle_threshold", "saddle_quadrature", "escape_dimensions", "escape_eigenvalues",
-                   "escape_complete", "frobenius", "frobenius_stderr", "occam", "occam_stderr", "effective_dim",
-                   "effective_dim_stderr", "fisher_trace", "fisher_trace_stderr", "matvecs", "seconds")
+CHECKPOINT_KEYS = ("key", "label", "path", "run", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                   *CURVATURE_KEYS, "density", "seconds")
 PAIR_KEYS = ("key", "a", "b", "alphas", "train_loss", "train_error", "test_loss", "test_error", "barrier",
              "loss_barrier", "frankle_barrier")
 
 
-def _setting(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
-class AnalyzeSettings:
+class AnalyzeSettings(CurvatureSettings):
     """How much work each measurement gets (the CLI builds its options from these fields and help strings)."""
-    samples: int = _setting(1000, "training samples (the first of the split) the Hessian and Fisher are measured on")
-    eigenvalues: int = _setting(5, "number of largest and of smallest Hessian eigenvalues")
-    eig_tol: float = _setting(1e-3, "relative residual tolerance of the eigen solver")
-    max_matvecs: int = _setting(600, "Hessian-vector products allowed per end of the spectrum")
-    trace_matvecs: int = _setting(99, "Hessian-vector products of each Hutch++ trace estimate")
-    density_steps: int = _setting(60, "Lanczos steps per run of the spectral density (SLQ)")
-    density_runs: int = _setting(5, "independent SLQ runs (the error bars are across runs)")
-    saddle_tol: float = _setting(1e-3, "eigenvalues below -saddle_tol * |lambda|_max count as negative (saddle "
-                                       "index, escape dimensions)")
-    flatness_delta: float = _setting(1e-3, "prior precision delta of the Occam term")
-    flatness_z: float = _setting(1.0, "scale z of the effective dimensionality")
-    points: int = _setting(11, "alpha values on each interpolation path between checkpoints, endpoints included")
-    seed: int = _setting(0, "seed of every random probe")
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help string of field ``name``."""
-        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
-
-    @property
-    def digest(self) -> str:
-        """A 10-hex-digit hash of the settings."""
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+    points: int = setting(11, "alpha values on each interpolation path between checkpoints, endpoints included")
 
 
 @dataclass(frozen=True)
@@ -254,41 +209,17 @@ def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence
 
 
 def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device) -> dict[str, Any]:
-    """The curvature measures of one checkpoint (see the module docstring), as plain data."""
+    """Evaluation and curvature profile of one checkpoint (see the module docstring), as plain data."""
     began = time.perf_counter()
     model = net.model.to(device).eval()
-    evaluations = {split: evaluate(model, net.loss_fn, batches) for split, batches in net.data.items()}
-    curvature_data = _first_samples(net.data["train"], settings.samples)
-    H = Hessian(model, net.loss_fn, curvature_data, masks=net.masks, device=device)
-    top = eigs(H, k=settings.eigenvalues, which="largest", tol=settings.eig_tol, max_matvecs=settings.max_matvecs,
-               seed=settings.seed)
-    bottom = eigs(H, k=settings.eigenvalues, which="smallest", tol=settings.eig_tol,
-                  max_matvecs=settings.max_matvecs, seed=settings.seed + 1)
-    tr = trace(H, matvecs=settings.trace_matvecs, seed=settings.seed)
-    spectrum = density(H, steps=settings.density_steps, runs=settings.density_runs, seed=settings.seed)
-    index = saddle_index(H, settings.saddle_tol, top=top, bottom=bottom, steps=settings.density_steps,
-                         runs=settings.density_runs, seed=settings.seed)
-    escape = escape_dimensions(H, settings.saddle_tol, settings.eigenvalues, top=top, bottom=bottom,
-                               seed=settings.seed)
-    flat = flatness(H, delta=settings.flatness_delta, z=settings.flatness_z, k=settings.eigenvalues,
-                    steps=settings.density_steps, runs=settings.density_runs, top=top, seed=settings.seed)
-    fisher = fisher_trace(model, net.loss_fn, curvature_data, masks=net.masks, device=device)
-    result: dict[str, Any] = {
-        "weights": H.shape[0], "top_eigenvalues": top.eigenvalues.tolist(), "top_residuals": top.residuals.tolist(),
-        "bottom_eigenvalues": bottom.eigenvalues.tolist(), "bottom_residuals": bottom.residuals.tolist(),
-        "eigs_converged": bool(top.converged and bottom.converged), "trace": tr.value, "trace_stderr": tr.stderr,
-        "density": density_to_json(spectrum), "saddle_index": index.fraction, "saddle_index_stderr": index.stderr,
-        "saddle_count": index.count, "saddle_threshold": index.threshold, "saddle_quadrature": index.quadrature,
-        "escape_dimensions": len(escape.eigenvalues), "escape_eigenvalues": escape.eigenvalues.tolist(),
-        "escape_complete": escape.complete, "frobenius": flat.frobenius, "frobenius_stderr": flat.frobenius_stderr,
-        "occam": flat.occam, "occam_stderr": flat.occam_stderr, "effective_dim": flat.effective_dim,
-        "effective_dim_stderr": flat.effective_dim_stderr, "fisher_trace": fisher.value,
-        "fisher_trace_stderr": fisher.stderr, "matvecs": H.matvecs}
+    result: dict[str, Any] = {}
     for split in ("train", "test"):
-        ev = evaluations.get(split)
+        ev = evaluate(model, net.loss_fn, net.data[split]) if split in net.data else None
         result[f"{split}_loss"] = None if ev is None else ev.loss
         result[f"{split}_accuracy"] = None if ev is None else ev.accuracy
-    return result | {"seconds": time.perf_counter() - began}
+    curvature, spectrum = measure_curvature(model, net.loss_fn, curvature_batches(net.data["train"], settings.samples),
+                                            net.masks, settings, device)
+    return result | curvature | {"density": density_to_json(spectrum), "seconds": time.perf_counter() - began}
 
 
 def measure_pair(a: RunCheckpoint, b: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
@@ -385,15 +316,9 @@ def _chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
     return [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
 
 
-def _first_samples(batches: Sequence[tuple[Tensor, Tensor]], samples: int) -> list[tuple[Tensor, Tensor]]:
-    """The first ``samples`` samples of ``batches``, in chunks of ``EVAL_BATCH``."""
-    x, y = (torch.cat(parts)[:samples] for parts in zip(*batches))
-    return _chunks(x, y)
-
-
 def _data_digest(net: RunCheckpoint, samples: int) -> str:
     """Digest of the curvature samples and of the evaluation splits' sizes: a result is reused only on the same data."""
-    x, y = (torch.cat(parts) for parts in zip(*_first_samples(net.data["train"], samples)))
+    x, y = (torch.cat(parts) for parts in zip(*curvature_batches(net.data["train"], samples)))
     sizes = {split: torch.tensor(sum(len(b[1]) for b in batches)) for split, batches in net.data.items()}
     masks = {f"mask.{k}": v for k, v in (net.masks or {}).items()}
     return tensors_digest({"x": x, "y": y, **{f"size.{k}": v for k, v in sizes.items()}, **masks})[:10]

@@ -4,18 +4,12 @@ For a dense run and an IMP experiment (:mod:`landscape.pruning.imp`), every trai
 each round's ticket, each trained control) is measured on the same footing:
 
 * test and train loss and accuracy (:func:`landscape.evaluation.evaluate`);
-* the Hessian ``H`` of the mean training loss on the first ``samples`` training samples, restricted to the
-  surviving coordinates (the principal submatrix ``P^T H P`` on the weights the mask keeps, biases
-  included; :class:`landscape.operators.Hessian` with ``masks``), so that a ticket's curvature is that
-  of the function it can still change. Units: loss (nats) per parameter².
-
-  - its ``k`` largest and smallest eigenvalues (thick-restart Lanczos, :func:`landscape.linalg.eigs`);
-  - its trace (Hutch++, :func:`landscape.linalg.trace`) and the trace per surviving weight
-    ``tr(H) / n``, the mean curvature, comparable across densities;
-  - its spectral density (stochastic Lanczos quadrature, :func:`landscape.linalg.density`) and the
-    fraction of it below ``-tol |λ_max|``, the SLQ estimate of the saddle index, with its standard error
-    across runs and the Chebyshev-Markov-Stieltjes bound on its quadrature error (large when ``-tol`` falls
-    inside the bulk of near-zero eigenvalues, as it does at trained networks);
+* the curvature profile of :mod:`landscape.curvature` on the first ``samples`` training samples, with the
+  Hessian ``H`` and the empirical Fisher restricted to the surviving coordinates (the principal submatrix
+  ``P^T H P`` on the weights the mask keeps, biases included), so that a ticket's curvature is that of the
+  function it can still change: extreme eigenvalues, trace, spectral density, saddle index, escape dimensions,
+  flatness (Frobenius norm, Occam term, effective dimensionality) and the Fisher trace; and the traces per
+  surviving weight ``tr(H) / n`` and ``tr(F) / n``, mean curvatures comparable across densities;
 * the barrier on the straight path from the dense minimum to the network (:func:`landscape.connectivity.interpolate`):
   the test-error barrier of Frankle et al. (2020), ``max_α E(α) − ½ (E(0) + E(1))`` (a fraction), and the
   train-loss barrier by the same definition (nats). The path leaves the ticket's subspace (the dense
@@ -36,64 +30,47 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from landscape.connectivity import EVAL_BATCH, interpolate, load_run_checkpoint, save_npz
+from landscape.connectivity import interpolate, load_run_checkpoint, save_npz
+from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.evaluation import evaluate
 from landscape.instability import instability
-from landscape.linalg import SpectralDensity, density, eigs, trace
-from landscape.operators import Hessian
+from landscape.linalg import SpectralDensity
 from landscape.plots.pruning import plot_accuracy_vs_density, plot_curvature_vs_density, plot_spectral_densities
 from landscape.plots.surface import save_figure
 from landscape.pruning.imp import IMPResult, load_imp
 from landscape.pruning.masks import density as density_of
 from landscape.runs import atomic_write_bytes, atomic_write_json
+from landscape.settings import setting
 from landscape.training import Hparams, Start
 
-ROW_KEYS = ("name", "kind", "round", "density", "weights", "test_accuracy", "test_loss", "train_accuracy",
-            "train_loss", "lambda_max", "lambda_min", "top_eigenvalues", "bottom_eigenvalues", "eigs_converged",
-            "trace", "trace_stderr", "trace_per_weight", "negative_fraction", "negative_fraction_stderr",
-            "negative_fraction_quadrature",
+ROW_KEYS = ("name", "kind", "round", "density", "test_accuracy", "test_loss", "train_accuracy", "train_loss",
+            *CURVATURE_KEYS, "lambda_max", "lambda_min", "trace_per_weight", "fisher_trace_per_weight",
             "barrier_to_dense", "loss_barrier_to_dense", "instability", "instability_std", "stability_distance",
-            "stability_relative", "matvecs", "seconds")
+            "stability_relative", "seconds")
 CURVATURE_MEASURES = {"lambda_max": "largest Hessian eigenvalue", "lambda_min": "smallest Hessian eigenvalue",
                       "trace_per_weight": "Hessian trace per surviving weight",
-                      "negative_fraction": "negative spectral mass (SLQ)",
+                      "saddle_index": "saddle index (fraction below -tol |λ|max)",
+                      "fisher_trace_per_weight": "Fisher trace per surviving weight",
+                      "effective_dim": "effective dimensionality",
                       "barrier_to_dense": "test-error barrier to dense", "instability": "instability (test error)"}
-_FORMAT = 1
-
-
-def _setting(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
-class CompareSettings:
+class CompareSettings(CurvatureSettings):
     """How much work each measurement gets (the CLI builds its options from these fields and help strings)."""
-    samples: int = _setting(1000, "training samples (the first of the split) the Hessian is measured on")
-    eigenvalues: int = _setting(3, "number of largest and of smallest Hessian eigenvalues")
-    eig_tol: float = _setting(1e-3, "relative residual tolerance of the eigen solver")
-    max_matvecs: int = _setting(600, "Hessian-vector products allowed per end of the spectrum")
-    trace_matvecs: int = _setting(99, "Hessian-vector products of the Hutch++ trace estimate")
-    density_steps: int = _setting(60, "Lanczos steps per run of the spectral density (SLQ)")
-    density_runs: int = _setting(5, "independent SLQ runs (the error bars are across runs)")
-    negative_tol: float = _setting(1e-3, "eigenvalues below -negative_tol * |lambda_max| count as negative")
-    points: int = _setting(11, "alpha values on each interpolation path, endpoints included")
-    instability_replicates: int = _setting(1, "pairs of copies per instability analysis (0: not measured)")
-    controls: bool = _setting(True, "measure the trained controls too, not only the tickets")
-    seed: int = _setting(0, "seed of every random probe")
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help string of field ``name``."""
-        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+    eigenvalues: int = setting(3, "number of largest and of smallest Hessian eigenvalues")
+    points: int = setting(11, "alpha values on each interpolation path, endpoints included")
+    instability_replicates: int = setting(1, "pairs of copies per instability analysis (0: not measured)")
+    controls: bool = setting(True, "measure the trained controls too, not only the tickets")
 
 
 @dataclass(frozen=True)
@@ -109,13 +86,14 @@ class Comparison:
 
     def markdown(self) -> str:
         """The table in markdown: accuracies in %, barriers in percentage points of error."""
-        header = ("| network | weights left | test acc. | λ_max | λ_min | tr(H)/n | neg. mass | barrier to dense "
-                  "| instability | distance to dense |")
+        header = ("| network | weights left | test acc. | λ_max | λ_min | tr(H)/n | saddle index | tr(F)/n "
+                  "| barrier to dense | instability | distance to dense |")
         lines = [header, "|" + "---|" * (header.count("|") - 1)]
         for r in self.rows:
             lines.append("| " + " | ".join([
                 r["name"], f"{100 * r['density']:.2f}%", _percent(r["test_accuracy"]), _number(r["lambda_max"]),
-                _number(r["lambda_min"]), _number(r["trace_per_weight"]), _number(r["negative_fraction"]),
+                _number(r["lambda_min"]), _number(r["trace_per_weight"]),
+                _number(r["saddle_index"], r["saddle_index_stderr"]), _number(r["fisher_trace_per_weight"]),
                 _points(r["barrier_to_dense"]), _points(r["instability"], r["instability_std"]),
                 _number(r["stability_distance"])]) + " |")
         return "\n".join(lines) + "\n"
@@ -206,29 +184,6 @@ def compare(dense_dir: str | Path, imp_dir: str | Path, out_dir: str | Path | No
     return result
 
 
-def restricted_curvature(model: nn.Module, loss_fn: Any, data: Any, masks: Mapping[str, Tensor] | None,
-                         settings: CompareSettings = CompareSettings(),
-                         device: str | torch.device | None = None) -> tuple[dict[str, Any], SpectralDensity]:
-    """Extreme eigenvalues, trace, trace per weight and spectral density of the Hessian restricted to the
-    coordinates ``masks`` keeps (see the module docstring); a dict of :data:`ROW_KEYS` entries and the density."""
-    H = Hessian(model, loss_fn, data, masks=masks, device=device)
-    top = eigs(H, k=settings.eigenvalues, which="largest", tol=settings.eig_tol, max_matvecs=settings.max_matvecs,
-               seed=settings.seed)
-    bottom = eigs(H, k=settings.eigenvalues, which="smallest", tol=settings.eig_tol,
-                  max_matvecs=settings.max_matvecs, seed=settings.seed)
-    tr = trace(H, matvecs=settings.trace_matvecs, seed=settings.seed)
-    spectrum = density(H, steps=settings.density_steps, runs=settings.density_runs, seed=settings.seed)
-    scale = max(abs(float(top.eigenvalues[0])), abs(float(bottom.eigenvalues[0])))
-    negative = spectrum.negative_fraction(settings.negative_tol * scale)
-    n = H.shape[0]
-    return ({"weights": n, "lambda_max": float(top.eigenvalues[0]), "lambda_min": float(bottom.eigenvalues[0]),
-             "top_eigenvalues": top.eigenvalues.tolist(), "bottom_eigenvalues": bottom.eigenvalues.tolist(),
-             "eigs_converged": bool(top.converged and bottom.converged), "trace": tr.value, "trace_stderr": tr.stderr,
-             "trace_per_weight": tr.value / n, "negative_fraction": negative.value,
-             "negative_fraction_stderr": negative.stderr, "negative_fraction_quadrature": negative.quadrature,
-             "matvecs": H.matvecs}, spectrum)
-
-
 def _measure(name: str, kind: str, n: int, run_dir: Path, dense: Any, imp: IMPResult, out_dir: Path,
              settings: CompareSettings, device: torch.device, progress: bool) -> tuple[dict[str, Any], SpectralDensity]:
     """One row: evaluation, restricted curvature, barrier to dense, instability, stability to pruning."""
@@ -236,14 +191,18 @@ def _measure(name: str, kind: str, n: int, run_dir: Path, dense: Any, imp: IMPRe
     net = load_run_checkpoint(run_dir)
     model = net.model.to(device)
     evaluations = {split: evaluate(model, net.loss_fn, batches) for split, batches in net.data.items()}
-    x, y = (torch.cat(parts)[:settings.samples] for parts in zip(*net.data["train"]))
-    curvature_data = [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(y), EVAL_BATCH)]
     row: dict[str, Any] = {key: None for key in ROW_KEYS}
     row |= {"name": name, "kind": kind, "round": n, "density": density_of(net.masks) if net.masks else 1.0,
             "test_accuracy": evaluations["test"].accuracy, "test_loss": evaluations["test"].loss,
             "train_accuracy": evaluations["train"].accuracy, "train_loss": evaluations["train"].loss}
-    curvature, spectrum = restricted_curvature(model, net.loss_fn, curvature_data, net.masks, settings, device)
-    row |= curvature
+    curvature, spectrum = measure_curvature(model.eval(), net.loss_fn,
+                                            curvature_batches(net.data["train"], settings.samples), net.masks,
+                                            settings, device)
+    weights = curvature["weights"]
+    row |= curvature | {"lambda_max": curvature["top_eigenvalues"][0],
+                        "lambda_min": curvature["bottom_eigenvalues"][0],
+                        "trace_per_weight": curvature["trace"] / weights,
+                        "fisher_trace_per_weight": curvature["fisher_trace"] / weights}
     if kind != "dense":
         paths = interpolate(dense.model, model, net.loss_fn, net.data, settings.points,
                             bn_data=net.data["train"])
@@ -293,5 +252,7 @@ def _points(value: float | None, std: float | None = None) -> str:
     return f"{100 * value:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
 
 
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+def _number(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}" + ("" if stderr is None or stderr == 0 else f" ± {stderr:.2g}")

@@ -49,25 +49,24 @@ class DemoPlan:
     analyze: AnalyzeSettings
 
 
+_FULL_CURVATURE = dict(samples=1000, eigenvalues=3, max_matvecs=600, trace_matvecs=99, density_steps=60,
+                       density_runs=5)   # the same curvature budget for the comparison and the analysis
+_QUICK_CURVATURE = dict(samples=200, eigenvalues=2, max_matvecs=100, trace_matvecs=12, density_steps=12, density_runs=2)
 FULL = DemoPlan(
     hparams=Hparams(model="mlp", model_kwargs={"widths": [100, 100]}, data="mnist1d", steps="2000it", lr=0.05,
                     checkpoint_steps=(0, 100, 500, 1000, 2000)),
     pruning=PruningHparams(rounds=3, fraction=0.5, scope="global", rewind="100it"),
     tracker=TrackerSettings(top_k=3, trace_matvecs=30), tracked_samples=512,
-    compare=CompareSettings(samples=1000, eigenvalues=3, max_matvecs=600, trace_matvecs=99, density_steps=60,
-                            density_runs=5, points=11, instability_replicates=1, controls=False),
-    analyze=AnalyzeSettings(samples=1000, eigenvalues=3, max_matvecs=600, trace_matvecs=99, density_steps=60,
-                            density_runs=5, points=11),
+    compare=CompareSettings(**_FULL_CURVATURE, points=11, instability_replicates=1, controls=False),
+    analyze=AnalyzeSettings(**_FULL_CURVATURE, points=11),
 )
 QUICK = DemoPlan(
     hparams=Hparams(model="mlp", model_kwargs={"widths": [12]}, data="mnist1d", steps="30it", lr=0.05,
                     checkpoint_steps=(0, 30), eval_every=0, checkpoint_every=0),
     pruning=PruningHparams(rounds=1, fraction=0.5, scope="global", rewind="10it"),
     tracker=TrackerSettings(top_k=1, eig_max_matvecs=60, trace_matvecs=6), tracked_samples=100,
-    compare=CompareSettings(samples=200, eigenvalues=2, max_matvecs=100, trace_matvecs=12, density_steps=12,
-                            density_runs=2, points=3, instability_replicates=0, controls=False),
-    analyze=AnalyzeSettings(samples=200, eigenvalues=2, max_matvecs=100, trace_matvecs=12, density_steps=12,
-                            density_runs=2, points=3),
+    compare=CompareSettings(**_QUICK_CURVATURE, points=3, instability_replicates=0, controls=False),
+    analyze=AnalyzeSettings(**_QUICK_CURVATURE, points=3),
 )
 
 

@@ -4,8 +4,9 @@ Each subcommand is one :class:`Command`: a one-line help (what ``landscape --hel
 that adds its arguments to its parser, and a function that runs it and returns an exit code. A command
 lives either here, as those two functions and one entry of ``_COMMANDS``, or in its own module
 ``landscape/cli/<name>.py`` defining ``HELP``, ``add_arguments(parser)`` and ``run(args)``, with its name
-added to ``_MODULE_COMMANDS``. Shared argument helpers (:func:`add_hparams_arguments`,
-:func:`hparams_from_args`, :func:`int_list`) are here for those modules.
+added to ``_MODULE_COMMANDS``. Shared argument helpers (:func:`add_settings_arguments`,
+:func:`settings_from_args`, :func:`add_hparams_arguments`, :func:`add_device_arguments`, :func:`int_list`) are
+here for those modules.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import dataclasses
 import importlib
 import json
 import sys
+import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,33 +37,63 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-def add_hparams_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`Hparams` field (its help string, its default), then ``--device`` and
-    ``--no-progress``; :func:`hparams_from_args` turns them back into ``Hparams``. Each command adds its
-    own ``--out``."""
-    hints = typing.get_type_hints(Hparams)
-    for f in dataclasses.fields(Hparams):
+def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+    """One option per field of the settings dataclass ``cls`` (:mod:`landscape.settings`), with its help string
+    and default: ``--name VALUE`` for numbers and strings, ``--name N,N,...`` for tuples, ``--name KEY=VALUE ...``
+    for dicts, ``--name`` / ``--no-name`` for booleans that default to false / true. :func:`settings_from_args`
+    turns them back into ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kind = hints[f.name]
-        if kind is int or kind is float or kind is str:
-            parser.add_argument(flag, type=kind, default=default, help=f"{f.metadata['help']} (default: {default})")
+        kind, help = hints[f.name], f.metadata["help"]
+        optional = typing.get_origin(kind) in (typing.Union, types.UnionType)
+        scalar = next(t for t in typing.get_args(kind) if t is not type(None)) if optional else kind  # X | None
+        if kind is bool and not default:
+            parser.add_argument(flag, dest=f.name, action="store_true", help=help)
+        elif kind is bool:
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=f"do not {help}")
+        elif scalar in (int, float, str):
+            parser.add_argument(flag, type=scalar, default=default, help=f"{help} (default: {default})")
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, type=int_list, default=default, metavar="N,N,...",
-                                help=f"{f.metadata['help']} (comma-separated; default: {_show_list(default)})")
-        else:
+            element = typing.get_args(kind)[0]
+            parser.add_argument(flag, type=int_list if element is int else _names, default=default,
+                                metavar="N,N,..." if element is int else "NAME,NAME,...",
+                                help=f"{help} (comma-separated; default: {_show_list(default)})")
+        elif typing.get_origin(kind) is dict:
             parser.add_argument(flag, nargs="*", default=[], metavar="KEY=VALUE",
-                                help=f"{f.metadata['help']}; VALUE is JSON or a plain string")
+                                help=f"{help}; VALUE is JSON or a plain string")
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for type {kind}")
+
+
+def settings_from_args(args: argparse.Namespace, cls: type) -> Any:
+    """The ``cls`` instance that :func:`add_settings_arguments`' options describe."""
+    hints = typing.get_type_hints(cls)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    for name, value in values.items():
+        if typing.get_origin(hints[name]) is dict:
+            values[name] = _key_values(value, "--" + name.replace("_", "-"))
+    return cls(**values)
+
+
+def add_hparams_arguments(parser: argparse.ArgumentParser) -> None:
+    """The :class:`Hparams` options (:func:`add_settings_arguments`), then ``--device`` and ``--no-progress``;
+    :func:`hparams_from_args` turns them back into ``Hparams``. Each command adds its own ``--out``."""
+    add_settings_arguments(parser, Hparams)
+    add_device_arguments(parser)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--no-progress``."""
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def hparams_from_args(args: argparse.Namespace) -> Hparams:
     """The :class:`Hparams` that :func:`add_hparams_arguments`' options describe."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Hparams)}
-    for name in ("model_kwargs", "data_kwargs"):
-        values[name] = _key_values(values[name], "--" + name.replace("_", "-"))
-    return Hparams(**values)
+    return settings_from_args(args, Hparams)
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +193,7 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _show_list(values: Sequence[int]) -> str:
+def _show_list(values: Sequence[int | str]) -> str:
     return ",".join(str(v) for v in values) or "none"
 
 

@@ -8,11 +8,10 @@ Writes analysis.json, report.md and figures/ to ``--out`` and prints where they 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from landscape.analyze import AnalyzeSettings, analyze
-from landscape.cli import int_list
+from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
 
 HELP = "analyse checkpoints: Hessian spectra, trace, saddle index, Fisher trace, barriers; JSON, figures, report.md"
 
@@ -29,17 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int_list, default=None, metavar="N,N,...",
                         help="checkpoint steps to analyse in each run directory (default: all)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (an earlier analysis there resumes)")
-    for f in dataclasses.fields(AnalyzeSettings):
-        kind = {"int": int, "float": float}[str(f.type)]
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
-                            help=f"{f.metadata['help']} (default: {f.default})")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_settings_arguments(parser, AnalyzeSettings)
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the analysis and print where its report, JSON and figures are."""
-    settings = AnalyzeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(AnalyzeSettings)})
+    settings = settings_from_args(args, AnalyzeSettings)
     result = analyze(args.targets, model=args.model, data=args.data, steps=args.steps, out_dir=args.out,
                      settings=settings, device=args.device, progress=not args.no_progress)
     print(f"analysed {len(result.checkpoints)} checkpoints and {len(result.pairs)} paths "

@@ -9,10 +9,9 @@ the table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from landscape.cli import int_list
+from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
 from landscape.compare import CompareSettings, compare
 
 HELP = "compare lottery tickets with the dense network: accuracy, restricted Hessian spectra, barriers, instability"
@@ -25,21 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: IMP/compare)")
     parser.add_argument("--rounds", type=int_list, default=None, metavar="N,N,...",
                         help="the rounds to measure (default: every finished round)")
-    for f in dataclasses.fields(CompareSettings):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                help=f"do not {f.metadata['help']}")
-        else:
-            kind = {"int": int, "float": float}[str(f.type)]
-            parser.add_argument(flag, type=kind, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_settings_arguments(parser, CompareSettings)
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its table and where it was written."""
-    settings = CompareSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CompareSettings)})
+    settings = settings_from_args(args, CompareSettings)
     result = compare(args.dense, args.imp, args.out, settings=settings, rounds=args.rounds, device=args.device,
                      progress=not args.no_progress)
     print(result.markdown(), end="")

@@ -9,11 +9,10 @@ more rounds or controls are added.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from landscape.cli import add_hparams_arguments, hparams_from_args
-from landscape.pruning.imp import CONTROLS, IMPResult, PruningHparams, iterative_magnitude_pruning
+from landscape.cli import add_hparams_arguments, add_settings_arguments, hparams_from_args, settings_from_args
+from landscape.pruning.imp import IMPResult, PruningHparams, iterative_magnitude_pruning
 
 HELP = "iterative magnitude pruning with rewinding, random controls and stability to pruning (lottery tickets)"
 
@@ -24,24 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="IMP directory, one run directory per round (default: runs/imp_<hparams>_<pruning "
                              "digest>); rerunning resumes and skips finished rounds")
-    group = parser.add_argument_group("pruning")
-    for name, kind in (("rounds", int), ("target_density", float), ("fraction", float), ("rewind", str),
-                       ("control_seed", int)):
-        default = next(f.default for f in dataclasses.fields(PruningHparams) if f.name == name)
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
-                           help=f"{PruningHparams.help(name)} (default: {default})")
-    group.add_argument("--scope", choices=("global", "layer"), default="global", help=PruningHparams.help("scope"))
-    group.add_argument("--exclude-output", action="store_true", help=PruningHparams.help("exclude_output"))
-    group.add_argument("--controls", type=_names, default=(), metavar="NAME,NAME,...",
-                       help=f"comma-separated controls from {','.join(CONTROLS)} (default: none)")
+    add_settings_arguments(parser.add_argument_group("pruning"), PruningHparams)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume the experiment and print its rounds."""
     hparams = hparams_from_args(args)
-    pruning = PruningHparams(rounds=args.rounds, target_density=args.target_density, fraction=args.fraction,
-                             scope=args.scope, rewind=args.rewind, exclude_output=args.exclude_output,
-                             controls=args.controls, control_seed=args.control_seed)
+    pruning = settings_from_args(args, PruningHparams)
     out = args.out if args.out is not None else Path("runs") / f"imp_{hparams.name}_{pruning.digest}"
     result = iterative_magnitude_pruning(hparams, pruning, out, device=args.device, progress=not args.no_progress)
     print(summary(result))
@@ -65,7 +53,3 @@ def summary(result: IMPResult) -> str:
 
 def _accuracy(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -37,12 +37,11 @@ skipped when the experiment is run again; an interrupted training run resumes fr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from landscape.pruning.controls import random_masks, reinitialize, signs_only, s
 from landscape.pruning.masks import Masks, density, layer_densities, prunable_names, prune_to_density
 from landscape.connectivity import load_run_checkpoint
 from landscape.runs import Run, RunConfigError, atomic_write_json, load_checkpoint
+from landscape.settings import Settings, setting
 from landscape.training import Hparams, Start, init_model, load_model, train
 
 CONTROLS = ("reinit", "random", "signs", "supermask")
@@ -63,28 +63,28 @@ _REWIND = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 _FORMAT = 1
 
 
-def _field(default: Any, help: str, identity: bool = True) -> Any:
-    return field(default=default, metadata={"help": help, "identity": identity})
-
-
 @dataclass(frozen=True)
-class PruningHparams:
+class PruningHparams(Settings):
     """How to prune: rounds, fraction per round, scope, rewind point, controls.
 
     Fields marked ``identity=False`` (how far to go and which controls to add) may change between the
     calls that resume an experiment; the others define it.
     """
 
-    rounds: int = _field(8, "pruning rounds after the dense run; round n has density (1 - fraction)^n", False)
-    target_density: float | None = _field(None, "prune until the density is at most this (overrides rounds)",
-                                          False)
-    fraction: float = _field(0.2, "fraction of the remaining weights pruned per round")
-    scope: str = _field("global", "'global' (one magnitude threshold over all layers) or 'layer' (per layer)")
-    rewind: str = _field("0it", "rewind point: '0it' (the initialisation) or a step as '100it' or '1ep' (late "
+    digest_length = 6
+
+    rounds: int = setting(8, "pruning rounds after the dense run; round n has density (1 - fraction)^n",
+                          identity=False)
+    target_density: float | None = setting(None, "prune until the density is at most this (overrides rounds)",
+                                          identity=False)
+    fraction: float = setting(0.2, "fraction of the remaining weights pruned per round")
+    scope: str = setting("global", "'global' (one magnitude threshold over all layers) or 'layer' (per layer)")
+    rewind: str = setting("0it", "rewind point: '0it' (the initialisation) or a step as '100it' or '1ep' (late "
                                 "rewinding)")
-    exclude_output: bool = _field(False, "leave the output layer's weights dense")
-    controls: tuple[str, ...] = _field((), f"controls trained or evaluated every round, from {CONTROLS}", False)
-    control_seed: int = _field(0, "seed of the random controls (fresh initialisations, random masks)")
+    exclude_output: bool = setting(False, "leave the output layer's weights dense")
+    controls: tuple[str, ...] = setting((), f"controls trained or evaluated every round, from {CONTROLS}",
+                                        identity=False)
+    control_seed: int = setting(0, "seed of the random controls (fresh initialisations, random masks)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "controls", tuple(self.controls))
@@ -118,25 +118,6 @@ class PruningHparams:
         """The rewind point in optimizer steps."""
         count, unit = _REWIND.match(self.rewind).groups()  # type: ignore[union-attr]
         return int(count) * (batches_per_epoch if unit == "ep" else 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as JSON-ready plain data."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @property
-    def digest(self) -> str:
-        """A stable 6-hex-digit hash of :meth:`identity`."""
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:6]
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that define the experiment (see the class docstring)."""
-        values = self.to_dict()
-        return {f.name: values[f.name] for f in dataclasses.fields(self) if f.metadata["identity"]}
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help string of field ``name``."""
-        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 @dataclass(frozen=True)

@@ -13,51 +13,47 @@ import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from landscape.settings import Settings, setting
 
 _LENGTH = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _field(default: Any, help: str, identity: bool = True) -> Any:
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata={"help": help, "identity": identity})
-    return field(default=default, metadata={"help": help, "identity": identity})
-
-
 @dataclass(frozen=True)
-class Hparams:
+class Hparams(Settings):
     """Everything that determines a training run (the defaults train ``cnn1d`` on MNIST-1D to about 94% test
     accuracy in 3000 SGD steps)."""
 
-    model: str = _field("cnn1d", "architecture from the model registry (see `landscape list`)")
-    model_kwargs: dict[str, Any] = _field({}, "keyword arguments of the model factory, e.g. batchnorm=true "
+    model: str = setting("cnn1d", "architecture from the model registry (see `landscape list`)")
+    model_kwargs: dict[str, Any] = setting({}, "keyword arguments of the model factory, e.g. batchnorm=true "
                                    "widths=[64,64] on the command line")
-    data: str = _field("mnist1d", "data set from the data registry (see `landscape list`)")
-    data_kwargs: dict[str, Any] = _field({}, "keyword arguments of the data set factory, e.g. noise=0.1")
-    batch_size: int = _field(100, "samples per training step; an epoch is floor(train size / batch size) steps")
-    steps: str = _field("3000it", "training length: iterations as '3000it' or epochs as '10ep'")
-    optimizer: str = _field("sgd", "'sgd' (heavy-ball momentum) or 'adam' (torch.optim.Adam, L2 weight decay)")
-    lr: float = _field(0.05, "peak learning rate")
-    momentum: float = _field(0.9, "SGD momentum; for adam, beta1 (beta2 is 0.999)")
-    weight_decay: float = _field(5e-4, "L2 penalty coefficient, applied to every parameter")
-    warmup_steps: int = _field(0, "linear learning-rate warm-up: update s < warmup uses lr * (s + 1) / warmup")
-    milestones: tuple[int, ...] = _field((), "steps at which the learning rate is multiplied by gamma")
-    gamma: float = _field(0.1, "learning-rate factor applied at each milestone")
-    init_seed: int = _field(0, "seed of the weight initialisation (nothing else)")
-    data_order_seed: int = _field(0, "seed of the order of training batches and of training-time randomness "
+    data: str = setting("mnist1d", "data set from the data registry (see `landscape list`)")
+    data_kwargs: dict[str, Any] = setting({}, "keyword arguments of the data set factory, e.g. noise=0.1")
+    batch_size: int = setting(100, "samples per training step; an epoch is floor(train size / batch size) steps")
+    steps: str = setting("3000it", "training length: iterations as '3000it' or epochs as '10ep'")
+    optimizer: str = setting("sgd", "'sgd' (heavy-ball momentum) or 'adam' (torch.optim.Adam, L2 weight decay)")
+    lr: float = setting(0.05, "peak learning rate")
+    momentum: float = setting(0.9, "SGD momentum; for adam, beta1 (beta2 is 0.999)")
+    weight_decay: float = setting(5e-4, "L2 penalty coefficient, applied to every parameter")
+    warmup_steps: int = setting(0, "linear learning-rate warm-up: update s < warmup uses lr * (s + 1) / warmup")
+    milestones: tuple[int, ...] = setting((), "steps at which the learning rate is multiplied by gamma")
+    gamma: float = setting(0.1, "learning-rate factor applied at each milestone")
+    init_seed: int = setting(0, "seed of the weight initialisation (nothing else)")
+    data_order_seed: int = setting(0, "seed of the order of training batches and of training-time randomness "
                                      "(e.g. dropout); independent of init_seed")
-    dtype: str = _field("float32", "floating-point type of the model and data: float32 or float64")
-    checkpoint_steps: tuple[int, ...] = _field((0,), "steps to checkpoint (the first and the last step always are)",
+    dtype: str = setting("float32", "floating-point type of the model and data: float32 or float64")
+    checkpoint_steps: tuple[int, ...] = setting((0,), "steps to checkpoint (the first and the last step always are)",
                                                identity=False)
-    checkpoint_every: int = _field(1000, "also checkpoint every this many steps, for resuming (0: never)",
+    checkpoint_every: int = setting(1000, "also checkpoint every this many steps, for resuming (0: never)",
                                    identity=False)
-    eval_every: int = _field(100, "log train and test loss and accuracy every this many steps (0: first and last "
+    eval_every: int = setting(100, "log train and test loss and accuracy every this many steps (0: first and last "
                                   "step only)", identity=False)
 
     def __post_init__(self) -> None:
@@ -116,10 +112,6 @@ class Hparams:
         """``dtype`` as a ``torch.dtype``."""
         return DTYPES[self.dtype]
 
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as JSON-ready plain data (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Hparams:
         """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take their defaults."""
@@ -136,11 +128,6 @@ class Hparams:
         if not path.is_file():
             raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
         return cls.from_dict(json.loads(path.read_text())["hparams"])
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that determine the trained weights, as plain data."""
-        ident = {f.name for f in dataclasses.fields(self) if f.metadata.get("identity", True)}
-        return {k: v for k, v in self.to_dict().items() if k in ident}
 
     @property
     def key(self) -> str:
