@@ -31,12 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoint, interpolate, load_run_checkpoint
 from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.data.registry import Dataset, load_dataset
+from landscape.distributed import check_group
 from landscape.evaluation import evaluate
 from landscape.linalg import SpectralDensity
 from landscape.models import build_model, model_names
@@ -114,7 +116,8 @@ def density_from_json(d: Mapping[str, Any]) -> SpectralDensity:
 def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, data: Any = None,
             loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None, steps: Sequence[int] | None = None,
             out_dir: str | Path, settings: AnalyzeSettings = AnalyzeSettings(),
-            device: str | torch.device | None = None, progress: bool = True) -> Analysis:
+            device: str | torch.device | None = None, progress: bool = True,
+            process_group: dist.ProcessGroup | None = None) -> Analysis:
     """Measure every checkpoint of ``targets`` and the paths between consecutive ones; write JSON, figures, report.
 
     Args:
@@ -132,9 +135,14 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
         out_dir: where to write ``analysis.json``, ``figures/`` and ``report.md``.
         settings: the measurement budget (:class:`AnalyzeSettings`).
         device: where to compute (default CUDA when available). progress: progress bars.
+        process_group: a ``torch.distributed`` group (e.g. from :func:`landscape.distributed.init_from_env`
+            under ``torchrun``) whose ranks all make this call: each rank takes its contiguous share of the
+            curvature samples, the curvature operators and the Fisher trace sum over the ranks, and every
+            rank gets the numbers of all the samples (to round-off). Evaluations and interpolation paths are
+            computed by every rank on all the data. Only rank 0 writes and shows progress.
 
     Returns:
-        the :class:`Analysis`, already written.
+        the :class:`Analysis`, already written (by rank 0).
     """
     from landscape.report import write_report  # the report draws on this module's results
 
@@ -142,12 +150,18 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     files = checkpoint_files(targets, steps)
     subject = _Subject.build(model, data, loss_fn)
+    rank, world_size = (0, 1) if process_group is None else check_group(process_group, device)
+    progress, writer = progress and rank == 0, rank == 0
     cached = _cached(out_dir / "analysis.json")
+    if process_group is not None:
+        dist.barrier(group=process_group)   # every rank has read the cache before rank 0 rewrites it
     checkpoints: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
     computed = 0
 
     def save() -> None:
+        if not writer:
+            return
         atomic_write_json(out_dir / "analysis.json", {
             "format": FORMAT, "settings": dataclasses.asdict(settings),
             "checkpoints": checkpoints, "pairs": pairs})
@@ -160,7 +174,7 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
         if key in cached["checkpoints"]:
             result = cached["checkpoints"][key]
         else:
-            result = measure_checkpoint(net, settings, device) | {"key": key}
+            result = measure_checkpoint(net, settings, device, process_group, rank, world_size) | {"key": key}
             computed += 1
         result |= {"label": _label(net, path, files), "path": str(path), "run": str(net.run_dir),
                    "step": net.step if net.step >= 0 else None}
@@ -178,7 +192,7 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
         previous = net
     analysis = Analysis(checkpoints=tuple(checkpoints), pairs=tuple(pairs), settings=settings, out_dir=out_dir,
                         figures={}, computed=computed)
-    return write_report(analysis)
+    return write_report(analysis) if writer else analysis
 
 
 def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence[int] | None = None) -> list[Path]:
@@ -208,8 +222,11 @@ def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence
     return files
 
 
-def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device) -> dict[str, Any]:
-    """Evaluation and curvature profile of one checkpoint (see the module docstring), as plain data."""
+def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
+                       process_group: dist.ProcessGroup | None = None, rank: int = 0,
+                       world_size: int = 1) -> dict[str, Any]:
+    """Evaluation and curvature profile of one checkpoint (see the module docstring), as plain data; with
+    ``process_group``, the curvature over the ranks' shares of the samples (see :func:`analyze`)."""
     began = time.perf_counter()
     model = net.model.to(device).eval()
     result: dict[str, Any] = {}
@@ -217,8 +234,8 @@ def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: to
         ev = evaluate(model, net.loss_fn, net.data[split]) if split in net.data else None
         result[f"{split}_loss"] = None if ev is None else ev.loss
         result[f"{split}_accuracy"] = None if ev is None else ev.accuracy
-    curvature, spectrum = measure_curvature(model, net.loss_fn, curvature_batches(net.data["train"], settings.samples),
-                                            net.masks, settings, device)
+    data = curvature_batches(net.data["train"], settings.samples, rank, world_size)
+    curvature, spectrum = measure_curvature(model, net.loss_fn, data, net.masks, settings, device, process_group)
     return result | curvature | {"density": density_to_json(spectrum), "seconds": time.perf_counter() - began}
 
 

@@ -21,6 +21,10 @@ with ``masks``), in loss (nats) per parameter²:
   parameter².
 
 The eigen solves are shared: the saddle index, the escape dimensions and flatness reuse them.
+
+Distributed (``process_group=``, e.g. under ``torchrun``): every rank passes its shard of the curvature samples
+(:func:`curvature_batches` with ``rank`` and ``world_size``) and runs the same call; the operator and the Fisher
+trace sum over the ranks (:mod:`landscape.distributed`), so every rank returns the profile of all the samples.
 """
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from landscape.connectivity import EVAL_BATCH
+from landscape.distributed import shard
 from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
 from landscape.linalg import SpectralDensity, density, eigs, trace
 from landscape.operators import Hessian
@@ -61,18 +67,20 @@ class CurvatureSettings(Settings):
     seed: int = setting(0, "seed of every random probe")
 
 
-def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int) -> list[tuple[Tensor, Tensor]]:
-    """The first ``samples`` samples of ``batches``, in batches of at most
-    :data:`landscape.connectivity.EVAL_BATCH`."""
-    x, y = (torch.cat(parts)[:samples] for parts in zip(*batches))
+def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int, rank: int = 0,
+                      world_size: int = 1) -> list[tuple[Tensor, Tensor]]:
+    """The first ``samples`` samples of ``batches`` (rank ``rank``'s contiguous part of them, see
+    :func:`landscape.distributed.shard`), in batches of at most :data:`landscape.connectivity.EVAL_BATCH`."""
+    x, y = shard(tuple(torch.cat(parts)[:samples] for parts in zip(*batches)), rank, world_size)
     return [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(y), EVAL_BATCH)]
 
 
 def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: Any,
                       masks: Mapping[str, Tensor] | None = None, settings: CurvatureSettings = CurvatureSettings(),
-                      device: str | torch.device | None = None) -> tuple[dict[str, Any], SpectralDensity]:
+                      device: str | torch.device | None = None,
+                      process_group: dist.ProcessGroup | None = None) -> tuple[dict[str, Any], SpectralDensity]:
     """The curvature profile of the module docstring on ``data`` (already the curvature samples, e.g. from
-    :func:`curvature_batches`), over the coordinates ``masks`` keeps.
+    :func:`curvature_batches`), over the coordinates ``masks`` keeps; with ``process_group``, this rank's shard.
 
     Returns:
         ``({key: value for key in CURVATURE_KEYS}, spectral density)``, plain numbers and lists.
@@ -81,7 +89,7 @@ def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
         ValueError: BatchNorm in train mode (call ``model.eval()``), as for every operator.
     """
     s = settings
-    H = Hessian(model, loss_fn, data, masks=masks, device=device)
+    H = Hessian(model, loss_fn, data, masks=masks, device=device, process_group=process_group)
     top = eigs(H, k=s.eigenvalues, which="largest", tol=s.eig_tol, max_matvecs=s.max_matvecs, seed=s.seed)
     bottom = eigs(H, k=s.eigenvalues, which="smallest", tol=s.eig_tol, max_matvecs=s.max_matvecs, seed=s.seed + 1)
     tr = trace(H, matvecs=s.trace_matvecs, seed=s.seed)
@@ -91,7 +99,7 @@ def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
     escape = escape_dimensions(H, s.saddle_tol, s.eigenvalues, top=top, bottom=bottom, seed=s.seed)
     flat = flatness(H, delta=s.flatness_delta, z=s.flatness_z, k=s.eigenvalues, steps=s.density_steps,
                     runs=s.density_runs, top=top, seed=s.seed)
-    fisher = fisher_trace(model, loss_fn, data, masks=masks, device=device)
+    fisher = fisher_trace(model, loss_fn, data, masks=masks, device=device, process_group=process_group)
     return ({"weights": H.shape[0], "top_eigenvalues": top.eigenvalues.tolist(),
              "top_residuals": top.residuals.tolist(), "bottom_eigenvalues": bottom.eigenvalues.tolist(),
              "bottom_residuals": bottom.residuals.tolist(), "eigs_converged": bool(top.converged and bottom.converged),

@@ -110,3 +110,40 @@ def test_cli_analyze_runs_and_prints_where_the_report_is(tiny_run, tmp_path, cap
     assert cli_analyze.run(args) == 0
     assert f"report:  {tmp_path / 'report.md'}" in capsys.readouterr().out
     assert json.loads((tmp_path / "analysis.json").read_text())["settings"]["trace_matvecs"] == 6
+
+
+def test_torchrun_with_two_ranks_gives_the_numbers_of_one_process(tmp_path, one_thread):
+    """``torchrun --nproc-per-node 2 -m landscape analyze``: two gloo ranks, each with half the curvature samples,
+    write the JSON a single process writes, to float64 round-off."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    train(Hparams(model="mlp", model_kwargs={"widths": [6]}, steps="10it", checkpoint_steps=(0, 10), eval_every=0,
+                  checkpoint_every=0, dtype="float64"), run_dir, progress=False)
+    options = ["--samples", "101", "--eigenvalues", "2", "--eig-tol", "1e-8", "--max-matvecs", "300",
+               "--trace-matvecs", "6", "--density-steps", "8", "--density-runs", "2", "--points", "3", "--no-progress"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+              "--master-port", str(port), "-m", "landscape", "analyze", str(run_dir), "--out", str(tmp_path / "two")]
+    done = subprocess.run(launch + options, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("analysed 2 checkpoints") == 1 and "on 2 ranks" in done.stdout  # rank 0 alone prints
+    one = analyze(run_dir, out_dir=tmp_path / "one", settings=AnalyzeSettings(
+        samples=101, eigenvalues=2, eig_tol=1e-8, max_matvecs=300, trace_matvecs=6, density_steps=8, density_runs=2,
+        points=3), progress=False)
+    two = json.loads((tmp_path / "two" / "analysis.json").read_text())
+    for mine, theirs in zip(one.checkpoints, two["checkpoints"]):
+        assert theirs["weights"] == mine["weights"]
+        for key in ("top_eigenvalues", "bottom_eigenvalues", "trace", "fisher_trace", "saddle_index", "frobenius",
+                    "effective_dim", "train_loss"):
+            assert theirs[key] == pytest.approx(mine[key], rel=1e-8, abs=1e-12), key
+        nodes = [(a, b) for run_a, run_b in zip(theirs["density"]["nodes"], mine["density"]["nodes"])
+                 for a, b in zip(run_a, run_b)]
+        assert [a for a, _ in nodes] == pytest.approx([b for _, b in nodes], rel=1e-6, abs=1e-10)
+    assert (tmp_path / "two" / "report.md").is_file()

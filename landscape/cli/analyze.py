@@ -4,12 +4,19 @@
     landscape analyze ckpt_a.pt ckpt_b.pt --model mypkg.models:build --data mypkg.data:load --out analysis
 
 Writes analysis.json, report.md and figures/ to ``--out`` and prints where they are; run again to resume.
+
+Under torchrun the ranks share the curvature samples (:func:`landscape.analyze.analyze`'s ``process_group``)::
+
+    torchrun --nproc-per-node 2 -m landscape analyze runs/mlp_mnist1d_1234abcd --out analysis
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import torch.distributed as dist
+
+from landscape import distributed
 from landscape.analyze import AnalyzeSettings, analyze
 from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
 
@@ -35,9 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the analysis and print where its report, JSON and figures are."""
     settings = settings_from_args(args, AnalyzeSettings)
-    result = analyze(args.targets, model=args.model, data=args.data, steps=args.steps, out_dir=args.out,
-                     settings=settings, device=args.device, progress=not args.no_progress)
+    ctx = distributed.init_from_env()   # a single process unless torchrun started this one
+    try:
+        result = analyze(args.targets, model=args.model, data=args.data, steps=args.steps, out_dir=args.out,
+                         settings=settings, device=args.device or ctx.device, progress=not args.no_progress,
+                         process_group=ctx.group)
+    finally:
+        if ctx.group is not None:
+            dist.destroy_process_group()
+    if ctx.rank != 0:
+        return 0
+    ranks = f" on {ctx.world_size} ranks" if ctx.world_size > 1 else ""
     print(f"analysed {len(result.checkpoints)} checkpoints and {len(result.pairs)} paths "
-          f"({result.computed} computed, the rest reused)")
+          f"({result.computed} computed, the rest reused){ranks}")
     print(f"report:  {result.report_path}\njson:    {result.json_path}\nfigures: {result.out_dir / 'figures'}")
     return 0

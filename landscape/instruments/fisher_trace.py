@@ -14,6 +14,11 @@ Standard error of the true-Fisher estimate, over the label draws with the inputs
 stratified ``sqrt(sum_i s_i^2 / S) / N`` from the within-input sample variances ``s_i^2``; with ``S = 1``,
 the standard deviation of the ``N`` terms over ``sqrt(N)``, which also counts the spread between inputs
 and so over-covers (it is the right error if the inputs themselves are a sample of the data distribution).
+
+Distributed (``process_group=``): each rank passes its shard of the data; the sums above (of the terms, their
+squares, the within-input variances, and the count of inputs) are added over the ranks by one ``all_reduce``,
+so every rank returns the trace of all the data. Rank ``r`` of ``W`` draws batch ``b``'s labels with index
+``b W + r``, so the ranks' draws are independent.
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
+from landscape.distributed import check_group
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.fisher import per_sample_gradients, sampled_labels
 from landscape.operators.functional import FunctionalModel, LossFn
@@ -55,7 +62,8 @@ class FisherTrace:
 def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["empirical", "true"] = "empirical", *,
                  samples: int = 1, chunk_size: int | None = None, seed: int = 0, params: Selection = None,
                  masks: dict[str, Tensor] | None = None, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None) -> FisherTrace:
+                 device: torch.device | str | None = None,
+                 process_group: dist.ProcessGroup | None = None) -> FisherTrace:
     """Trace of the empirical or true Fisher of ``model`` over ``data`` (see the module docstring).
 
     Args:
@@ -66,7 +74,8 @@ def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["em
         kind: ``"empirical"`` or ``"true"``. samples: labels drawn per input for ``"true"``.
         chunk_size: samples per vmapped chunk (default: as many as fit in 64 MiB of gradients).
         seed: seed of the label draws (batch ``b`` uses its own generator seeded from ``(seed, b)``).
-        params, masks, dtype, device: as for :class:`landscape.operators.CurvatureOperator`.
+        params, masks, dtype, device, process_group: as for :class:`landscape.operators.CurvatureOperator`
+            (with ``process_group``, ``data`` is this rank's shard; see the module docstring).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -82,6 +91,7 @@ def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["em
     reference = next(iter(space.parameters(model).values()))
     dtype = dtype if dtype is not None else reference.dtype
     device = torch.device(device) if device is not None else reference.device
+    rank, world_size = (0, 1) if process_group is None else check_group(process_group, device)
     sampler = sampler_for(loss_fn) if kind == "true" else None
     fn = FunctionalModel(model, space, loss_fn, dtype, device)
     draws = samples if kind == "true" else 1
@@ -90,16 +100,22 @@ def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["em
         for index, batch in enumerate(as_batches(data)):
             x, y = to_device(batch, device, dtype)
             if sampler is not None:
-                x, y = sampled_labels(fn, sampler, x, samples, seed, index)
+                x, y = sampled_labels(fn, sampler, x, samples, seed, index * world_size + rank)
             norms = torch.cat([G.pow(2).sum(dim=1) for G in per_sample_gradients(fn, space, x, y, chunk_size)])
-            per_input.append(norms.reshape(draws, -1).double().cpu())
-    terms = torch.cat(per_input, dim=1)   # (S, N)
-    n_inputs = terms.shape[1]
+            per_input.append(norms.reshape(draws, -1).double())
+    terms = torch.cat(per_input, dim=1)   # (S, N) on this rank
+    within = terms.var(dim=0, correction=1).sum() if draws >= 2 else terms.new_zeros(())
+    sums = torch.stack([terms.sum(), terms.pow(2).sum(), within, terms.new_tensor(terms.shape[1])])
+    if process_group is not None:
+        dist.all_reduce(sums, group=process_group)
+    total, squares, within, n_inputs = sums.tolist()
+    count = n_inputs * draws
+    value = total / count
     if kind == "empirical":
         stderr = 0.0
     elif draws >= 2:
-        stderr = math.sqrt(float(terms.var(dim=0, correction=1).sum()) / draws) / n_inputs
+        stderr = math.sqrt(within / draws) / n_inputs
     else:
-        stderr = float(terms.std(correction=1)) / math.sqrt(n_inputs) if n_inputs > 1 else math.inf
-    return FisherTrace(value=float(terms.mean()), stderr=stderr, samples=terms.numel(), kind=kind,
+        stderr = math.sqrt(max(squares - count * value ** 2, 0.0) / (count - 1) / count) if count > 1 else math.inf
+    return FisherTrace(value=value, stderr=stderr, samples=int(count), kind=kind,
                        draws=draws if kind == "true" else 0, dim=space.dim)
