@@ -91,9 +91,12 @@ def cases(model: nn.Module, x: Tensor, y: Tensor) -> tuple[dict[str, Case], dict
             out["1 batch: HVP on the reused graph, reverse"] = (lambda op=reused: op @ v, 1)
         out[f"1 batch: per vector in matmat(10), {method}"] = (lambda op=reused: op.matmat(V), 10)
     auto = Hessian(model, CE, (x, y))
+    for _ in range(4):   # its trials at 1 and at 10 vectors: then it has chosen for both block sizes
+        auto @ v
+        auto.matmat(V)
     out["1 batch: per vector in matmat(10), auto"] = (lambda: auto.matmat(V), 10)
-    notes["auto, one batch"] = (", ".join(f"{k} {c.fixed * 1e3:.2f} + {c.per_vector * 1e3:.2f} b ms"
-                                          for k, c in auto.method_costs.items())
+    notes["auto, one batch"] = (", ".join(f"{m} at {2 ** octave}+ vectors: {1e3 * min(t):.2f} ms"
+                                          for (m, octave), t in auto.method_choice.seconds.items())
                                 + f"; uses {auto.method_for(1)} for 1 vector, {auto.method_for(10)} for 10")
     reused_ph, fresh_ph = pyhessian_product(model, (x, y))
     out["1 batch: PyHessian HVP fresh (constructor + product)"] = (fresh_ph, 1)

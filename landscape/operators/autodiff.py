@@ -8,23 +8,28 @@ by one of two methods:
 * ``"forward"``: forward mode (``torch.func.jvp``) vmapped over the vectors: nothing is retained, but the
   vectors of one product share the primal computation and run as batched tensor operations.
 
-``method="auto"`` times both on the first batch at construction (:mod:`landscape.operators.methods`) and
-uses, for a product of ``b`` vectors, the one predicted fastest; ``method_costs`` holds the measurements.
-``compile=`` compiles the ``"forward"`` product (:mod:`landscape.operators.compiled`), before the timing,
-so that ``"auto"`` weighs the compiled product; the ``"reverse"`` one cannot be compiled.
+``method="auto"`` learns the faster one from the first products the caller asks for, per octave of block
+sizes (:mod:`landscape.operators.methods`): construction times nothing, and no product is spent on choosing.
+Forward mode is tried only once ``torch.func``'s one-time setup is paid in the process, or when reverse-mode
+products are slow enough to repay it.
+``method_choice`` holds the timings and the choices. ``compile=`` compiles the ``"forward"`` product
+(:mod:`landscape.operators.compiled`), so that ``"auto"`` weighs the compiled product; the ``"reverse"`` one
+cannot be compiled.
 """
 from __future__ import annotations
 
 import abc
+import sys
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from landscape.operators.base import CurvatureOperator, PreparedBatch
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.functional import LossFn
-from landscape.operators.methods import MethodCost, fastest, measure
+from landscape.operators.methods import MethodChoice, timed
 
 Method = Literal["auto", "reverse", "forward"]
 METHODS: tuple[str, ...] = ("reverse", "forward")
@@ -34,7 +39,7 @@ class AutodiffOperator(CurvatureOperator):
     """A :class:`CurvatureOperator` with a ``"reverse"`` and a ``"forward"`` per-batch product.
 
     Args:
-        method: ``"auto"`` (timed at construction), ``"reverse"`` or ``"forward"``. BatchNorm with batch
+        method: ``"auto"`` (the faster, learnt from the first products), ``"reverse"`` or ``"forward"``. BatchNorm with batch
             statistics (``allow_batch_statistics=True``) runs in reverse mode only: ``torch.func``
             transforms refuse the in-place update of running statistics.
         **kwargs: as for :class:`CurvatureOperator`.
@@ -56,25 +61,48 @@ class AutodiffOperator(CurvatureOperator):
                              "method='forward' or 'auto'")
         self.method = method
         super().__init__(model, loss_fn, data, **kwargs)
-        self.method_costs: dict[str, MethodCost] = {}
-        if method == "auto" and not self.batch_statistics:
-            with self._fn.running():
-                batch = next(self._batches())
-                runs = {"reverse": lambda R: self._reverse(batch, R), "forward": lambda R: self._forward(batch, R)}
-                self.method_costs = measure(runs, self.space.dim, self.dtype, self.device)
+        auto = method == "auto" and not self.batch_statistics
+        self.method_choice = MethodChoice(METHODS if auto else ("reverse" if method == "auto" else method,),
+                                          setup={"forward": forward_mode_ready})
+        self._running = self.method_choice.method_for(1)
 
     def method_for(self, vectors: int) -> str:
-        """The method a product of ``vectors`` vectors uses."""
-        if self.method != "auto":
-            return self.method
-        if not self.method_costs:   # batch statistics
-            return "reverse"
-        return fastest(self.method_costs, vectors)
+        """The method the next product of ``vectors`` vectors uses."""
+        return self.method_choice.method_for(vectors)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """As :meth:`CurvatureOperator.matmat`; while ``method="auto"`` is still choosing for this block size,
+        the product is timed (see :mod:`landscape.operators.methods`)."""
+        vectors = V.shape[-1]
+        self._running = self.method_choice.method_for(vectors)
+        if not self.method_choice.deciding(vectors):
+            return super().matmat(V)
+        method = self._running
+        out, seconds = timed(lambda: super(AutodiffOperator, self).matmat(V), self.device)
+        if method in self.method_choice.candidates:   # not excluded by a failure during the product
+            best = self.method_choice.record(method, vectors, seconds)
+            if best is not None:
+                self.method_choice.decide(vectors, self._slowest_rank(best))
+        return out
+
+    def _slowest_rank(self, best: dict[str, float]) -> dict[str, float]:
+        """With a process group, each method's time on the slowest rank, so that every rank decides alike."""
+        if self._group is None:
+            return best
+        times = torch.tensor(list(best.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(times, op=dist.ReduceOp.MAX, group=self._group)
+        return dict(zip(best, times.tolist()))
 
     def _batch_matmat(self, batch: PreparedBatch, V: Tensor) -> Tensor:
-        if self.method_for(V.shape[0]) == "reverse":
-            return self._reverse(batch, V)
-        return self._forward(batch, V)
+        if self._running == "forward":
+            try:
+                return self._forward(batch, V)
+            except RuntimeError as error:   # e.g. no forward-mode derivative for an operation
+                if self.method != "auto":
+                    raise
+                self.method_choice.exclude("forward", error)
+                self._running = "reverse"
+        return self._reverse(batch, V)
 
     def _precompute(self, index: int, inputs: Tensor, targets: Tensor) -> Any:
         return None if self.method == "forward" else self._graph(inputs, targets)
@@ -94,6 +122,11 @@ class AutodiffOperator(CurvatureOperator):
     @abc.abstractmethod
     def _forward(self, batch: PreparedBatch, V: Tensor) -> Tensor:
         """``(b, dim) -> (b, dim)`` by forward-mode AD vmapped over the rows."""
+
+
+def forward_mode_ready() -> bool:
+    """Whether ``torch.func``'s one-time setup in this process (importing ``torch._dynamo``) is paid."""
+    return "torch._dynamo" in sys.modules
 
 
 def backward_rows(outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor]) -> list[Tensor]:

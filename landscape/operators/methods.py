@@ -1,31 +1,34 @@
-"""Choosing between implementations of the same product by timing them on the model at hand.
+"""Choosing between implementations of the same product by timing the first real products.
 
 Which way of differentiating is fastest depends on the model, the operator and the number of vectors.
 Measured on this project's CPU (torch 2.13): for the Hessian of an MLP a second backward on the retained
 graph costs about 1.8 gradients per vector and forward-over-reverse about 3; for the GGN of a small CNN,
 forward mode vmapped over 10 vectors was 1.7x cheaper per vector than the double-vjp trick; for the
-Hessian of that CNN the two were within 10% of each other. Each candidate is timed on one batch at a
-single vector and at a block of ``probe`` vectors, giving a cost ``fixed + per_vector * b`` seconds; a
-product of ``b`` vectors then uses the candidate with the smallest predicted cost.
+Hessian of that CNN the two were within 10% of each other.
+
+So nothing is timed in advance. Products are grouped by their number of vectors ``b`` into octaves
+(``b = 1``, ``2-3``, ``4-7``, ...). The first ``trials`` products of each octave per candidate run the
+candidates in turn, each timed (wall clock, device synchronised); then the octave keeps the candidate with
+the smallest best time. Every trial is a product the caller asked for, so choosing costs no extra products,
+only the slower candidate's extra time on its ``trials`` products. The first run of a candidate also pays its
+one-time costs (allocations, tracing), which is why the best of ``trials >= 2`` is compared. A candidate that
+raises ``RuntimeError`` (an operation without a forward-mode derivative, say) is excluded for good.
+
+Some candidates have a one-time setup per process: forward mode runs through ``torch.func``, whose first use
+imports ``torch._dynamo``, measured here at 3 to 6 seconds, more than a whole top-5 eigen solve of a small
+network. Such a candidate (``setup=``) is tried only once its setup is paid (by anything in the process) or when
+the other candidates' products take at least :data:`WORTH_A_SETUP` seconds, so that the choice can repay it;
+otherwise the octave is decided among the others.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
-from torch import Tensor
 
-
-@dataclass(frozen=True)
-class MethodCost:
-    """Measured wall time of one batch product of ``b`` vectors: ``fixed + per_vector * b`` seconds."""
-    fixed: float
-    per_vector: float
-
-    def seconds(self, vectors: int) -> float:
-        return self.fixed + self.per_vector * vectors
+TRIALS = 2
+WORTH_A_SETUP = 0.25   # seconds per product from which a candidate's one-time setup is worth trying it
 
 
 def synchronize(device: torch.device) -> None:
@@ -34,41 +37,78 @@ def synchronize(device: torch.device) -> None:
         torch.accelerator.synchronize(device)
 
 
-def measure(runs: Mapping[str, Callable[[Tensor], object]], dim: int, dtype: torch.dtype,
-            device: torch.device, probe: int = 4, repeats: int = 2) -> dict[str, MethodCost]:
-    """Time each candidate on ``(1, dim)`` and ``(probe, dim)`` blocks of random rows and fit
-    ``fixed + per_vector * b``. After one warm-up each, the candidates run interleaved, ``repeats``
-    rounds, keeping each one's best time, so that a load on the machine that comes and goes does not
-    favour the one that happened to run in a quiet moment. A candidate that fails its warm-up with a
-    ``RuntimeError`` (an operation without a forward-mode derivative, say) is left out; if all fail, the
-    first failure is raised."""
-    gen = torch.Generator(device=device).manual_seed(0)
-    blocks = {b: torch.randn(b, dim, dtype=dtype, device=device, generator=gen) for b in (1, probe)}
-    failures = []
-    for name, run in list(runs.items()):
-        try:
-            run(blocks[1])
-        except RuntimeError as error:
-            failures.append(error)
-            runs = {n: r for n, r in runs.items() if n != name}
-    if not runs:
-        raise failures[0]
-    best = {(name, b): float("inf") for name in runs for b in blocks}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            for b, block in blocks.items():
-                synchronize(device)
-                start = time.perf_counter()
-                run(block)
-                synchronize(device)
-                best[name, b] = min(best[name, b], time.perf_counter() - start)
-    costs = {}
-    for name in runs:
-        per_vector = max((best[name, probe] - best[name, 1]) / (probe - 1), 0.0)
-        costs[name] = MethodCost(fixed=max(best[name, 1] - per_vector, 0.0), per_vector=per_vector)
-    return costs
+def octave(vectors: int) -> int:
+    """The group of product sizes ``b`` shares one choice: ``floor(log2 b)``."""
+    return vectors.bit_length() - 1
 
 
-def fastest(costs: Mapping[str, MethodCost], vectors: int) -> str:
-    """The method with the smallest predicted time for ``vectors`` vectors."""
-    return min(costs, key=lambda name: costs[name].seconds(vectors))
+class MethodChoice:
+    """The choice among ``candidates`` per octave of product sizes, learnt from timed products.
+
+    Attributes:
+        candidates: the methods still in the running, in trial order. chosen: ``{octave: method}`` once decided.
+        seconds: ``{(method, octave): [wall seconds of each timed product]}``.
+        failures: ``{method: the RuntimeError that excluded it}``.
+    """
+
+    def __init__(self, candidates: Sequence[str], trials: int = TRIALS,
+                 setup: Mapping[str, Callable[[], bool]] | None = None):
+        """``setup``: ``{method: whether its one-time setup is already paid}`` for candidates that have one."""
+        if not candidates or trials < 1:
+            raise ValueError("need at least one candidate and one trial")
+        self.candidates = list(candidates)
+        self.trials = trials
+        self.setup = dict(setup or {})
+        self.chosen: dict[int, str] = {}
+        self.seconds: dict[tuple[str, int], list[float]] = {}
+        self.failures: dict[str, Exception] = {}
+
+    def method_for(self, vectors: int) -> str:
+        """The method for a product of ``vectors`` vectors: the chosen one, or the next one to try."""
+        group = octave(vectors)
+        if group in self.chosen:
+            return self.chosen[group]
+        if len(self.candidates) == 1:
+            return self.candidates[0]
+        return min(self.candidates, key=lambda m: (self._unpaid(m), len(self.seconds.get((m, group), ()))))
+
+    def deciding(self, vectors: int) -> bool:
+        """Whether a product of ``vectors`` vectors is still a timed trial."""
+        return octave(vectors) not in self.chosen and len(self.candidates) > 1
+
+    def record(self, method: str, vectors: int, seconds: float) -> dict[str, float] | None:
+        """Add a timed product; when every candidate has had its trials in this octave, return their best
+        times (``{method: seconds}``) for :meth:`decide`, else ``None``."""
+        group = octave(vectors)
+        self.seconds.setdefault((method, group), []).append(seconds)
+        tried = {m: min(self.seconds[m, group]) for m in self.candidates
+                 if len(self.seconds.get((m, group), ())) >= self.trials}
+        untried = [m for m in self.candidates if m not in tried]
+        if tried and all(self._unpaid(m) and min(tried.values()) < WORTH_A_SETUP for m in untried):
+            return tried
+        return None
+
+    def decide(self, vectors: int, best: dict[str, float]) -> str:
+        """Fix the octave of ``vectors`` on the fastest of ``best`` (best wall seconds per candidate)."""
+        self.chosen[octave(vectors)] = min(best, key=best.__getitem__)
+        return self.chosen[octave(vectors)]
+
+    def _unpaid(self, method: str) -> bool:
+        return method in self.setup and not self.setup[method]()
+
+    def exclude(self, method: str, error: Exception) -> None:
+        """Leave ``method`` out from now on (it raised ``error``); the last candidate is never excluded."""
+        if len(self.candidates) == 1:
+            raise error
+        self.candidates.remove(method)
+        self.failures[method] = error
+        self.chosen = {group: m for group, m in self.chosen.items() if m != method}
+
+
+def timed(run: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
+    """``run()`` and its wall seconds, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = run()
+    synchronize(device)
+    return out, time.perf_counter() - start

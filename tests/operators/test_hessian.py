@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.operators import Hessian
+from landscape.operators import Hessian, autodiff
 
 from .references import RTOL, WithUnused, assert_products_match, dense_hessian, relative_error, uneven
 
@@ -80,11 +80,32 @@ def test_parameter_subset_by_names_and_by_predicate(mlp, classification):
     assert_products_match(by_predicate, dense)
 
 
-def test_auto_method_times_both_and_picks_one_per_block_size(mlp, classification):
+def test_auto_method_learns_from_the_first_products_and_keeps_them_exact(mlp, classification, monkeypatch):
+    monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: True)
     H = Hessian(mlp, CE, classification, dtype=F64)
-    assert set(H.method_costs) == {"reverse", "forward"}
-    assert {H.method_for(1), H.method_for(50)} <= {"reverse", "forward"}
-    assert_products_match(H, dense_hessian(mlp, CE, *classification))
+    assert H.method_choice.chosen == {} and H.matvecs == 0   # construction times nothing
+    dense = dense_hessian(mlp, CE, *classification)
+    used = []
+    for _ in range(4):   # two trials of each method at one vector, then the choice
+        used.append(H.method_for(1))
+        v = torch.randn(dense.shape[0], dtype=F64)
+        assert relative_error(H @ v, dense @ v) < 1e-10
+    assert used == ["reverse", "forward", "reverse", "forward"] and H.matvecs == 4
+    assert set(H.method_choice.chosen) == {0} and H.method_for(1) in ("reverse", "forward")
+    assert H.method_choice.deciding(10) and not H.method_choice.deciding(1)
+    assert_products_match(H, dense)
+
+
+def test_auto_method_does_not_pay_forward_modes_setup_for_cheap_products(mlp, classification, monkeypatch):
+    """Forward mode's first use imports torch._dynamo (seconds): not worth it when reverse products take ms."""
+    monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: False)
+    H = Hessian(mlp, CE, classification, dtype=F64)
+    v = torch.randn(H.shape[0], dtype=F64)
+    used = []
+    for _ in range(3):
+        used.append(H.method_for(1))
+        H @ v
+    assert used == ["reverse"] * 3 and H.method_choice.chosen == {0: "reverse"}
 
 
 def test_batch_statistics_opt_in_gives_the_hessian_of_the_batch_statistics_loss(classification):
@@ -118,12 +139,18 @@ def test_float32_operator_is_close_to_the_float64_one(mlp, classification):
     assert relative_error((H32 @ v.float()).double(), H64 @ v) < 1e-5
 
 
-def test_auto_method_leaves_out_forward_mode_where_it_fails_and_stays_exact():
+def test_auto_method_leaves_out_forward_mode_where_it_fails_and_stays_exact(monkeypatch):
     """torch 2.13 has no forward-mode derivative through ``mse_loss``'s backward ("ZeroTensors are
     immutable"): ``method="auto"`` must fall back to reverse mode, not crash."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 1)).double()
     x, y = torch.randn(32, 4, dtype=F64), torch.randn(32, 1, dtype=F64)
+    monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: True)
     H = Hessian(model, nn.MSELoss(), (x, y), dtype=F64)
-    assert "reverse" in H.method_costs
-    assert_products_match(H, dense_hessian(model, nn.MSELoss(), x, y))
+    dense = dense_hessian(model, nn.MSELoss(), x, y)
+    for _ in range(3):
+        v = torch.randn(dense.shape[0], dtype=F64)
+        assert relative_error(H @ v, dense @ v) < 1e-10
+    assert H.method_choice.candidates == ["reverse"] and "forward" in H.method_choice.failures
+    assert H.method_for(1) == "reverse"
+    assert_products_match(H, dense)
