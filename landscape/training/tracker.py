@@ -51,7 +51,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from landscape.linalg import Eigenpairs, density, eigs
 from landscape.operators import GGN, CurvatureOperator, Hessian
 from landscape.operators.functional import LossFn
 from landscape.runs import Run
+from landscape.settings import Settings, setting
 from landscape.state import untouched
 from landscape.training.hparams import Hparams
 
@@ -75,36 +76,29 @@ CURVATURES = {"hessian": Hessian, "ggn": GGN}
 
 
 @dataclass(frozen=True)
-class TrackerSettings:
+class TrackerSettings(Settings):
     """Budgets and options of the tracked instruments (defaults chosen to keep tracking cheap; see
     ``analyses/benchmark_instruments.py`` for their cost on the MNIST-1D CNN run)."""
-    top_k: int = field(default=5, metadata={"help": "largest eigenpairs of top_eigen"})
-    bottom_k: int = field(default=5, metadata={"help": "smallest eigenpairs of bottom_eigen"})
-    eig_tol: float = field(default=1e-3, metadata={"help": "residual tolerance of the eigen solves, relative "
-                                                           "to |lambda|max"})
-    eig_max_matvecs: int = field(default=500, metadata={"help": "matvec budget of each eigen solve"})
-    trace_matvecs: int = field(default=12, metadata={"help": "Hutchinson probes of the trace, after deflating the "
-                                                                 "top eigenpairs"})
-    density_steps: int = field(default=40, metadata={"help": "Lanczos steps per SLQ run (density, flatness, "
-                                                            "saddle_index)"})
-    density_runs: int = field(default=4, metadata={"help": "SLQ runs (density, flatness, saddle_index)"})
-    saddle_tol: float = field(default=1e-3, metadata={"help": "saddle-index threshold relative to |lambda|max"})
-    saddle_k: int = field(default=10, metadata={"help": "eigenpairs per end computed and deflated by "
-                                                        "saddle_index"})
-    saddle_method: str = field(default="deflated-slq", metadata={"help": "estimator of saddle_index"})
-    fisher_kind: str = field(default="empirical", metadata={"help": "fisher_trace kind: empirical or true"})
-    fisher_samples: int = field(default=1, metadata={"help": "labels drawn per input for the true Fisher"})
-    flatness_k: int = field(default=5, metadata={"help": "top eigenpairs deflated by flatness"})
-    flatness_delta: float = field(default=1e-3, metadata={"help": "prior precision of the Occam term"})
-    flatness_z: float = field(default=1.0, metadata={"help": "scale of the effective dimensionality"})
-    overlap_k: int = field(default=4, metadata={"help": "top eigenvectors of subspace_overlap (k+1 are "
-                                                        "computed, for its error bound)"})
-    curvature: str = field(default="hessian", metadata={"help": "operator: hessian or ggn"})
-    method: str = field(default="reverse", metadata={"help": "product method of the operator (reverse, "
-                                                            "forward, auto)"})
-    warm_start: bool = field(default=True, metadata={"help": "start eigen solves from the previous "
-                                                            "eigenvectors"})
-    seed: int = field(default=0, metadata={"help": "seed of every probe and random start"})
+    top_k: int = setting(5, "largest eigenpairs of top_eigen")
+    bottom_k: int = setting(5, "smallest eigenpairs of bottom_eigen")
+    eig_tol: float = setting(1e-3, "residual tolerance of the eigen solves, relative to |lambda|max")
+    eig_max_matvecs: int = setting(500, "matvec budget of each eigen solve")
+    trace_matvecs: int = setting(12, "Hutchinson probes of the trace, after deflating the top eigenpairs")
+    density_steps: int = setting(40, "Lanczos steps per SLQ run (density, flatness, saddle_index)")
+    density_runs: int = setting(4, "SLQ runs (density, flatness, saddle_index)")
+    saddle_tol: float = setting(1e-3, "saddle-index threshold relative to |lambda|max")
+    saddle_k: int = setting(10, "eigenpairs per end computed and deflated by saddle_index")
+    saddle_method: str = setting("deflated-slq", "estimator of saddle_index")
+    fisher_kind: str = setting("empirical", "fisher_trace kind: empirical or true")
+    fisher_samples: int = setting(1, "labels drawn per input for the true Fisher")
+    flatness_k: int = setting(5, "top eigenpairs deflated by flatness")
+    flatness_delta: float = setting(1e-3, "prior precision of the Occam term")
+    flatness_z: float = setting(1.0, "scale of the effective dimensionality")
+    overlap_k: int = setting(4, "top eigenvectors of subspace_overlap (k+1 are computed, for its error bound)")
+    curvature: str = setting("hessian", "operator: hessian or ggn")
+    method: str = setting("reverse", "product method of the operator (reverse, forward, auto)")
+    warm_start: bool = setting(True, "start eigen solves from the previous eigenvectors")
+    seed: int = setting(0, "seed of every probe and random start")
 
     def __post_init__(self) -> None:
         if self.curvature not in CURVATURES:
