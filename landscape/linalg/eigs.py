@@ -97,9 +97,10 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
         criterion: ``"residual"`` or ``"eigenvalue"``.
         max_matvecs: budget of matvecs; default ``max(1000, 10 * ncv)``. At least the number of wanted
             pairs. A less precise ``basis_dtype`` adds the certifying products (one per returned pair).
-        ncv: largest basis size, ``m < ncv <= n``; default ``min(n, max(2 m + 1, 20))`` for ``"largest"``
-            and ``min(n, max(2 m + 1, 60))`` otherwise: the most negative eigenvalues of a Hessian sit at
-            the edge of its bulk and need ~100 Lanczos steps, which restarts would lengthen.
+        ncv: largest basis size, ``m < ncv <= n``; default ``min(n, max(5 m, 20))`` for ``"largest"``
+            (top-5 of a 7.4k-parameter MLP Hessian at 1e-4: 22 matvecs with a restart at ``ncv=20``, 21 from
+            ``ncv=24`` on) and ``min(n, max(2 m + 1, 60))`` otherwise: the most negative eigenvalues of a
+            Hessian sit at the edge of its bulk and need ~100 Lanczos steps, which restarts would lengthen.
         v0: warm start, a vector ``(n,)`` or a block ``(n, b)`` (e.g. the eigenvectors of a previous call);
             the run starts from the sum of its normalised columns. It finds what that vector's Krylov space
             holds: if ``v0`` spans an invariant subspace the run stops at its eigenpairs, so an eigenvector
@@ -149,7 +150,8 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
                          f"it must be at least 1 and below {n} (for all eigenpairs use torch.linalg.eigh)")
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}")
-    ncv = min(n, max(2 * wanted + 1, 20 if which == "largest" else 60)) if ncv is None else ncv
+    default_ncv = max(5 * wanted, 20) if which == "largest" else max(2 * wanted + 1, 60)
+    ncv = min(n, default_ncv) if ncv is None else ncv
     if not wanted < ncv <= n:
         raise ValueError(f"ncv={ncv} must satisfy {wanted} (eigenpairs asked) < ncv <= n={n}")
     max_matvecs = max(1000, 10 * ncv) if max_matvecs is None else max_matvecs
