@@ -7,7 +7,8 @@
    each round prunes ``fraction`` of the remaining weights by global magnitude, rewinds the survivors to
    their values at step ``rewind`` (not to the initialisation: Frankle et al. 2020) and retrains.
 3. Compare ticket and dense (:func:`landscape.compare.compare`): accuracy, spectra of the restricted Hessian,
-   saddle index (SLQ negative mass), barrier to the dense minimum, instability to SGD noise.
+   saddle index, Fisher trace and flatness per surviving weight, barrier to the dense minimum, instability to
+   SGD noise.
 4. Analyse the dense run's checkpoints along training (:func:`landscape.analyze.analyze`).
 5. Write ``report.md`` with the figures inline to ``out`` and print where it is.
 
