@@ -88,13 +88,18 @@ def _channels_and_length(input_shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 class MLP(nn.Module):
-    """Flatten, then ``Linear -> activation`` per hidden width, then a linear ``head``."""
+    """Flatten, then ``Linear -> activation`` per hidden width (``Linear -> BatchNorm1d -> activation``, the
+    linear layer without bias, with ``batchnorm``), then a linear ``head``."""
 
-    def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, activation: str):
+    def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, activation: str,
+                 batchnorm: bool = False):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         for width in widths:
-            layers += [nn.Linear(in_features, width), _activation(activation)]
+            layers.append(nn.Linear(in_features, width, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(_activation(activation))
             in_features = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(in_features, num_classes)
@@ -105,12 +110,13 @@ class MLP(nn.Module):
 
 @register_model("mlp")
 def mlp(input_shape: tuple[int, ...], num_classes: int, widths: Sequence[int] = (100, 100),
-        activation: str = "relu") -> nn.Module:
-    """Multilayer perceptron: hidden layer sizes ``widths``, one ``activation`` (relu, tanh, gelu, ...)."""
+        activation: str = "relu", batchnorm: bool = False) -> nn.Module:
+    """Multilayer perceptron: hidden layer sizes ``widths``, one ``activation`` (relu, tanh, gelu, ...),
+    optionally BatchNorm before each activation."""
     widths = [int(w) for w in widths]
     if any(w < 1 for w in widths):
         raise ValueError(f"hidden widths must be positive, got {widths}")
-    return MLP(math.prod(input_shape), widths, num_classes, activation)
+    return MLP(math.prod(input_shape), widths, num_classes, activation, bool(batchnorm))
 
 
 @register_model("lenet300")

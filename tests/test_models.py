@@ -9,7 +9,8 @@ from landscape.models import build_model, model_description, model_names
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ENTRIES = [("mlp", {}), ("mlp", {"widths": [7, 5], "activation": "tanh"}), ("cnn1d", {}),
-           ("cnn1d", {"batchnorm": True}), ("lenet300", {}), ("resnet1d", {"width": 4})]
+           ("cnn1d", {"batchnorm": True}), ("mlp", {"widths": [8], "batchnorm": True}), ("lenet300", {}),
+           ("resnet1d", {"width": 4})]
 
 
 def test_registry_lists_the_built_in_models_with_descriptions():
@@ -73,7 +74,7 @@ def test_convolutional_models_take_channels_first_inputs():
 def test_unknown_models_arguments_and_activations_fail_clearly():
     with pytest.raises(KeyError, match=r"unknown model .vgg.; known models: .*cnn1d.*lenet300.*mlp.*resnet1d"):
         build_model("vgg", (40,), 10)
-    with pytest.raises(TypeError, match=r"takes no argument\(s\) \['depth'\]; it accepts \['widths', 'activation'\]"):
+    with pytest.raises(TypeError, match=r"takes no argument\(s\) \['depth'\]; it accepts \['widths', 'activation', 'batchnorm'\]"):
         build_model("mlp", (40,), 10, depth=3)
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         build_model("mlp", (40,), 10, activation="swish")
