@@ -183,12 +183,15 @@ def _curvature_summary(rows: list[dict]) -> str:
     tickets = [r for r in rows if r["kind"] == "ticket"]
     if not tickets:
         return ""
-    parts = [f"Dense: λ_max {dense['lambda_max']:.3g}, tr(H)/n {dense['trace_per_weight']:.3g}, instability "
+    parts = [f"Dense: λ_max {dense['lambda_max']:.3g}, tr(H)/n {dense['trace_per_weight']:.3g}, saddle index "
+             f"{dense['saddle_index']:.3f}, tr(F)/n {dense['fisher_trace_per_weight']:.3g}, instability "
              f"{_pp(dense['instability'])}."]
     for r in tickets:
         parts.append(f"Ticket at {100 * r['density']:.1f}%: λ_max {r['lambda_max']:.3g} "
                      f"({r['lambda_max'] / dense['lambda_max']:.2f}x dense), tr(H)/n {r['trace_per_weight']:.3g} "
-                     f"({r['trace_per_weight'] / dense['trace_per_weight']:.2f}x), barrier to dense "
+                     f"({r['trace_per_weight'] / dense['trace_per_weight']:.2f}x), saddle index "
+                     f"{r['saddle_index']:.3f}, tr(F)/n {r['fisher_trace_per_weight']:.3g} "
+                     f"({r['fisher_trace_per_weight'] / dense['fisher_trace_per_weight']:.2f}x), barrier to dense "
                      f"{_pp(r['barrier_to_dense'])}, instability {_pp(r['instability'])}.")
     return "\n".join(["", *parts])
 
