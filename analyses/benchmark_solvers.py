@@ -31,8 +31,10 @@ convolutions are slow on this CPU and whose dense reference costs 3,052 products
 2. The five most negative eigenvalues, the same way (PyHessian cannot: power iteration finds the largest
    magnitudes only).
 3. Trace with 99 products, over ``--seeds`` seeds: spread (standard deviation of the estimates), reported
-   standard error and its coverage, for our Hutch++ and Hutchinson, PyHessian's ``trace()`` forced to 99
-   products (``tol=0``) and at its defaults, hessian-eigenthings' Hutch++, curvlinops' Hutchinson and XTrace.
+   standard error (root mean square over seeds) and its coverage, for our XTrace, Hutch++ and Hutchinson
+   (the default first), PyHessian's ``trace()`` forced to 99 products (``tol=0``) and at its defaults,
+   hessian-eigenthings' Hutch++, curvlinops' Hutchinson and XTrace. ``--seeds 100`` makes the spreads good to
+   +-7% (the default 20: +-16%); ``--parts trace`` runs only this task.
 4. Spectral density by SLQ (``steps`` x ``runs`` products): the mass below ``-1e-3 |lambda|_max`` against the
    exact fraction, and the Wasserstein-1 distance of the quadrature measure to the exact spectrum over the
    spectral range; PyHessian's ``density()`` is called and its exception printed.
@@ -59,6 +61,7 @@ torch.set_num_threads(1)   # 2 shared cores: one thread, for every library alike
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import importlib.metadata  # noqa: E402
+import inspect  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -119,6 +122,9 @@ OURS_TOLS = (1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5, 5e-6, 2
 PYH_TOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 ARPACK_TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8, 1e-10, 0.0)
 TRACE_MATVECS = 99
+PARTS = ("eigs", "trace", "density", "products")
+OUR_TRACE_METHODS = ("xtrace", "hutch++", "hutchinson")
+DEFAULT_TRACE = inspect.signature(trace).parameters["method"].default
 
 
 @dataclass(frozen=True)
@@ -575,11 +581,14 @@ class TraceRow:
 
 
 def trace_task(case: Case, cfg: Config) -> list[TraceRow]:
+    """Every estimator over ``cfg.seeds`` seeds on exact products; ours first, our default (``trace``'s
+    ``method``) first of all."""
     A, seeds, m = case.exact, range(cfg.seeds), TRACE_MATVECS
     rows = []
-    for method in ("hutch++", "hutchinson"):
+    for method in sorted(OUR_TRACE_METHODS, key=lambda name: name != DEFAULT_TRACE):
         res = [trace(A, m, method, seed=s) for s in seeds]
-        rows.append(TraceRow(f"landscape trace {method}", [r.value for r in res], [r.stderr for r in res],
+        label = f"landscape trace {method}" + (" (default)" if method == DEFAULT_TRACE else "")
+        rows.append(TraceRow(label, [r.value for r in res], [r.stderr for r in res],
                              float(np.mean([r.matvecs for r in res]))))
     ph = PyHessian(case.model, CE, data=(case.X, case.Y), cuda=False)
     for label, kwargs in ((f"PyHessian trace(maxIter={m}, tol=0)", {"maxIter": m, "tol": 0.0}),
@@ -607,6 +616,11 @@ def trace_task(case: Case, cfg: Config) -> list[TraceRow]:
                 values.append(float(fn(A, mv)))
             rows.append(TraceRow(label, values, None, A.count / len(values)))
     return rows
+
+
+def coverage(values: np.ndarray, stderrs: Sequence[float], truth: float) -> float:
+    """Fraction of seeds whose ``value +- 2 stderr`` contains ``truth``."""
+    return float(np.mean(np.abs(values - truth) <= 2 * np.asarray(stderrs)))
 
 
 # --- 4: density ------------------------------------------------------------------------------------------
@@ -727,6 +741,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small models, one repeat: < 60 s, for CI")
     parser.add_argument("--repeats", type=int, default=None, help="wall-time repeats (best of); default 3, quick 1")
     parser.add_argument("--seeds", type=int, default=None, help="trace seeds; default 20")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="tasks to run: eigs = [1] and [2], trace = [3], density = [4], products = [5]; "
+                             "default all")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time by wall clock (default) or by this process's CPU time, which other processes on "
                              "a shared machine do not inflate (one thread)")
@@ -773,116 +790,137 @@ def main() -> None:
               f"{case.exact.block} for blocks")
         targets: list[str] = []
 
-        task = time.perf_counter()
-        top = ours_extreme(case, "largest", cfg) + pyhessian_top(case, cfg) \
-            + eigenthings_extreme(case, "largest", cfg) + curvlinops_extreme(case, "largest", cfg)
-        repeat_round_robin(top, cfg)
-        print_rows(f"[1] top-5 eigenvalues at 1e-4 relative error ({time.perf_counter() - task:.0f} s)", top)
-        task = time.perf_counter()
-        bottom = ours_extreme(case, "smallest", cfg) + [
-            Row("PyHessian", "-", None, note="cannot: power iteration finds largest magnitudes only")] \
-            + eigenthings_extreme(case, "smallest", cfg) + curvlinops_extreme(case, "smallest", cfg)
-        repeat_round_robin(bottom, cfg)
-        print_rows(f"[2] five most negative eigenvalues at 1e-4 relative error ({time.perf_counter() - task:.0f} s)",
-                   bottom)
+        if "eigs" in args.parts:
+            task = time.perf_counter()
+            top = ours_extreme(case, "largest", cfg) + pyhessian_top(case, cfg) \
+                + eigenthings_extreme(case, "largest", cfg) + curvlinops_extreme(case, "largest", cfg)
+            repeat_round_robin(top, cfg)
+            print_rows(f"[1] top-5 eigenvalues at 1e-4 relative error ({time.perf_counter() - task:.0f} s)", top)
+            task = time.perf_counter()
+            bottom = ours_extreme(case, "smallest", cfg) + [
+                Row("PyHessian", "-", None, note="cannot: power iteration finds largest magnitudes only")] \
+                + eigenthings_extreme(case, "smallest", cfg) + curvlinops_extreme(case, "smallest", cfg)
+            repeat_round_robin(bottom, cfg)
+            print_rows(f"[2] five most negative eigenvalues at 1e-4 relative error "
+                       f"({time.perf_counter() - task:.0f} s)",
+                       bottom)
 
-        ours = headline(top)
-        ph = next((r for r in top if r.library == "PyHessian" and r.ok and r.wall is not None), None)
-        peers = [r for r in top if r.library in ("hessian-eigenthings", "curvlinops + eigsh") and r.ok
-                 and r.wall is not None]
-        if ours and ph:
-            targets.append(f"top-5 matvecs PyHessian/ours >= 5: {ph.matvecs}/{ours.matvecs} = "
-                           f"{ph.matvecs / ours.matvecs:.1f} {verdict(ph.matvecs >= 5 * ours.matvecs)}")
-            lean = next(r for r in top if "method" in r.settings)
-            targets.append(f"top-5 wall PyHessian/ours >= 4: {ph.wall:.2f}/{ours.wall:.2f} s = "
-                           f"{ph.wall / ours.wall:.1f} {verdict(ph.wall >= 4 * ours.wall)} (lean build: "
-                           f"{ph.wall / lean.wall:.1f})")
-        else:
-            targets.append("top-5 vs PyHessian: not measured (a side did not reach 1e-4)")
-        if ours and peers:
-            fewest = min(peers, key=lambda r: r.matvecs)
-            fastest = min(peers, key=lambda r: r.wall)
-            targets.append(f"top-5 matvecs ours <= best peer ({fewest.library}): {ours.matvecs} vs {fewest.matvecs} "
-                           f"{verdict(ours.matvecs <= fewest.matvecs)}")
-            lean = next(r for r in top if "method" in r.settings)
-            targets.append(f"top-5 wall ours < best peer ({fastest.library}): {ours.wall:.2f} vs {fastest.wall:.2f} s "
-                           f"= {ours.wall / fastest.wall:.2f}x {verdict(ours.wall < fastest.wall)} (lean build: "
-                           f"{lean.wall / fastest.wall:.2f}x)")
-        ours_b = headline(bottom)
-        peers_b = [r for r in bottom if r.library in ("hessian-eigenthings", "curvlinops + eigsh") and r.ok
-                   and r.wall is not None]
-        unconverged = [r for r in bottom if r.library in ("hessian-eigenthings", "curvlinops + eigsh")
-                       and r.wall is None and not r.setting.startswith("defaults") and "not installed" not in r.note]
-        if ours_b and peers_b:
-            best = min(peers_b, key=lambda r: r.matvecs)
-            lean = next(r for r in bottom if "method" in r.settings)
-            targets.append(f"bottom-5 matvecs best peer ({best.library})/ours >= 3: {best.matvecs}/{ours_b.matvecs} = "
-                           f"{best.matvecs / ours_b.matvecs:.2f} {verdict(best.matvecs >= 3 * ours_b.matvecs)}; "
-                           f"wall ours/peer {ours_b.wall / best.wall:.2f}x (lean build {lean.wall / best.wall:.2f}x)")
-        elif ours_b and unconverged:
-            targets.append(f"bottom-5: no peer reached 1e-4 ({'; '.join(r.note for r in unconverged)}); ours "
-                           f"{ours_b.matvecs} matvecs PASS")
-        elif not ours_b:
-            targets.append("bottom-5: not measured (ours did not reach 1e-4)")
-        else:
-            targets.append("bottom-5 vs peers: not measured (neither hessian-eigenthings nor curvlinops installed)")
-        defaults = [r for r in bottom if r.setting.startswith("defaults")]
-        targets.append("bottom-5 at each library's defaults (no oracle, exact products): " + "; ".join(
-            f"{r.library} {fmt(r.matvecs, 'd')} matvecs, rel err {fmt(r.error, '.1e')}" for r in defaults))
+            ours = headline(top)
+            ph = next((r for r in top if r.library == "PyHessian" and r.ok and r.wall is not None), None)
+            peers = [r for r in top if r.library in ("hessian-eigenthings", "curvlinops + eigsh") and r.ok
+                     and r.wall is not None]
+            if ours and ph:
+                targets.append(f"top-5 matvecs PyHessian/ours >= 5: {ph.matvecs}/{ours.matvecs} = "
+                               f"{ph.matvecs / ours.matvecs:.1f} {verdict(ph.matvecs >= 5 * ours.matvecs)}")
+                lean = next(r for r in top if "method" in r.settings)
+                targets.append(f"top-5 wall PyHessian/ours >= 4: {ph.wall:.2f}/{ours.wall:.2f} s = "
+                               f"{ph.wall / ours.wall:.1f} {verdict(ph.wall >= 4 * ours.wall)} (lean build: "
+                               f"{ph.wall / lean.wall:.1f})")
+            else:
+                targets.append("top-5 vs PyHessian: not measured (a side did not reach 1e-4)")
+            if ours and peers:
+                fewest = min(peers, key=lambda r: r.matvecs)
+                fastest = min(peers, key=lambda r: r.wall)
+                targets.append(f"top-5 matvecs ours <= best peer ({fewest.library}): {ours.matvecs} vs "
+                               f"{fewest.matvecs} "
+                               f"{verdict(ours.matvecs <= fewest.matvecs)}")
+                lean = next(r for r in top if "method" in r.settings)
+                targets.append(f"top-5 wall ours < best peer ({fastest.library}): {ours.wall:.2f} vs "
+                               f"{fastest.wall:.2f} s "
+                               f"= {ours.wall / fastest.wall:.2f}x {verdict(ours.wall < fastest.wall)} (lean build: "
+                               f"{lean.wall / fastest.wall:.2f}x)")
+            ours_b = headline(bottom)
+            peers_b = [r for r in bottom if r.library in ("hessian-eigenthings", "curvlinops + eigsh") and r.ok
+                       and r.wall is not None]
+            unconverged = [r for r in bottom if r.library in ("hessian-eigenthings", "curvlinops + eigsh")
+                           and r.wall is None and not r.setting.startswith("defaults")
+                           and "not installed" not in r.note]
+            if ours_b and peers_b:
+                best = min(peers_b, key=lambda r: r.matvecs)
+                lean = next(r for r in bottom if "method" in r.settings)
+                targets.append(f"bottom-5 matvecs best peer ({best.library})/ours >= 3: "
+                               f"{best.matvecs}/{ours_b.matvecs} = "
+                               f"{best.matvecs / ours_b.matvecs:.2f} {verdict(best.matvecs >= 3 * ours_b.matvecs)}; "
+                               f"wall ours/peer {ours_b.wall / best.wall:.2f}x "
+                               f"(lean build {lean.wall / best.wall:.2f}x)")
+            elif ours_b and unconverged:
+                targets.append(f"bottom-5: no peer reached 1e-4 ({'; '.join(r.note for r in unconverged)}); ours "
+                               f"{ours_b.matvecs} matvecs PASS")
+            elif not ours_b:
+                targets.append("bottom-5: not measured (ours did not reach 1e-4)")
+            else:
+                targets.append("bottom-5 vs peers: not measured (neither hessian-eigenthings nor curvlinops installed)")
+            defaults = [r for r in bottom if r.setting.startswith("defaults")]
+            targets.append("bottom-5 at each library's defaults (no oracle, exact products): " + "; ".join(
+                f"{r.library} {fmt(r.matvecs, 'd')} matvecs, rel err {fmt(r.error, '.1e')}" for r in defaults))
 
-        task = time.perf_counter()
-        tr = trace_task(case, cfg)
-        truth = float(case.evals.sum())
-        D = case.D
-        hutchinson_std = math.sqrt(2 * (float((D * D).sum()) - float((D.diagonal() ** 2).sum())) / TRACE_MATVECS)
-        print(f"  [3] trace, {TRACE_MATVECS} products (xtrace {TRACE_MATVECS - 1}), {cfg.seeds} seeds; exact "
-              f"{truth:.6g}; exact spread of Hutchinson {hutchinson_std:.3g} ({time.perf_counter() - task:.0f} s)")
-        print(f"    {'estimator':<38s} {'matvecs':>7s} {'spread':>9s} {'rel':>8s} {'mean err':>9s} "
-              f"{'stderr':>9s} {'covered':>7s}")
-        for r in tr:
-            vals = np.array(r.values)
-            spread = float(vals.std(ddof=1))
-            se = "-" if r.stderrs is None else f"{np.mean(r.stderrs):9.3g}"
-            cover = "-" if r.stderrs is None else \
-                f"{np.mean(np.abs(vals - truth) <= 2 * np.array(r.stderrs)):.2f}"
-            print(f"    {r.library:<38s} {r.matvecs:7.1f} {spread:9.3g} {spread / abs(truth):8.1e} "
-                  f"{vals.mean() - truth:9.2g} {se:>9s} {cover:>7s}")
-        ours_t = float(np.std(tr[0].values, ddof=1))
-        peer_t = [(r.library, float(np.std(r.values, ddof=1))) for r in tr[2:]
-                  if "defaults" not in r.library]
-        best_name, best_spread = min(peer_t, key=lambda p: p[1])
-        targets.append(f"trace spread at ~{TRACE_MATVECS} matvecs ours hutch++ <= best peer ({best_name}): "
-                       f"{ours_t:.3g} vs {best_spread:.3g} = {ours_t / best_spread:.2f}x "
-                       f"{verdict(ours_t <= best_spread)} (a spread from {cfg.seeds} seeds is itself +-"
-                       f"{100 / math.sqrt(2 * (cfg.seeds - 1)):.0f}%; exact Hutchinson spread {hutchinson_std:.3g})")
-        hutch = float(np.std(tr[1].values, ddof=1))
-        print(f"    Hutchinson/Hutch++ spread (ours): {hutch / ours_t:.1f}x")
+        if "trace" in args.parts:
+            task = time.perf_counter()
+            tr = trace_task(case, cfg)
+            truth = float(case.evals.sum())
+            D = case.D
+            hutchinson_std = math.sqrt(2 * (float((D * D).sum()) - float((D.diagonal() ** 2).sum())) / TRACE_MATVECS)
+            print(f"  [3] trace, {TRACE_MATVECS} products (xtrace: {TRACE_MATVECS - 1}, the even count below), "
+                  f"{cfg.seeds} seeds; exact {truth:.6g}; exact spread of Hutchinson {hutchinson_std:.3g} "
+                  f"({time.perf_counter() - task:.0f} s)")
+            print(f"    {'estimator':<38s} {'matvecs':>7s} {'spread':>9s} {'rel':>8s} {'mean err':>9s} "
+                  f"{'stderr':>9s} {'covered (2 stderr)':>18s}")
+            for r in tr:
+                vals = np.array(r.values)
+                spread = float(vals.std(ddof=1))
+                se = "-" if r.stderrs is None else f"{np.sqrt(np.mean(np.square(r.stderrs))):9.3g}"
+                cover = "-" if r.stderrs is None else f"{coverage(vals, r.stderrs, truth):.2f} +- " \
+                    f"{math.sqrt(0.95 * 0.05 / len(vals)):.2f}"
+                print(f"    {r.library:<38s} {r.matvecs:7.1f} {spread:9.3g} {spread / abs(truth):8.1e} "
+                      f"{vals.mean() - truth:+9.2g} {se:>9s} {cover:>18s}")
+            spreads = {r.library: float(np.std(r.values, ddof=1)) for r in tr}
+            ours_name = tr[0].library
+            ours_label = f"{DEFAULT_TRACE}, our default"
+            peers_t = {name: sd for name, sd in spreads.items()
+                       if not name.startswith("landscape") and "defaults" not in name}
+            best_name = min(peers_t, key=peers_t.get)
+            ratio = spreads[ours_name] / peers_t[best_name]
+            targets.append(f"trace spread at ~{TRACE_MATVECS} matvecs, ours ({ours_label}) "
+                           f"<= best peer ({best_name}): {spreads[ours_name]:.3g} vs {peers_t[best_name]:.3g} = "
+                           f"{ratio:.2f} +- {ratio / math.sqrt(cfg.seeds - 1):.2f}x {verdict(ratio <= 1)} (spreads "
+                           f"from {cfg.seeds} seeds, each +-{100 / math.sqrt(2 * (cfg.seeds - 1)):.0f}%; exact "
+                           f"Hutchinson spread {hutchinson_std:.3g})")
+            targets.append(f"trace 2-stderr coverage, ours ({ours_label}) ~0.95: "
+                           f"{coverage(np.array(tr[0].values), tr[0].stderrs, truth):.2f} +- "
+                           f"{math.sqrt(0.95 * 0.05 / cfg.seeds):.2f} (binomial)")
+            print(f"    spread relative to ours ({ours_label}): " + ", ".join(
+                f"{name.removeprefix('landscape trace ')} {sd / spreads[ours_name]:.2f}x"
+                for name, sd in spreads.items() if name.startswith("landscape") and name != ours_name))
 
-        task = time.perf_counter()
-        exact, dens, crash = density_task(case, cfg)
-        print(f"  [4] SLQ, {cfg.slq_steps} steps x {cfg.slq_runs} runs; mass below -1e-3|lambda|max, exact "
-              f"{exact:.4f} ({time.perf_counter() - task:.0f} s)")
-        print(f"    {'method':<40s} {'matvecs':>7s} {'negative':>8s} {'error':>8s} {'W1/range':>9s}  error bar")
-        for label, value, bar, w1, mv in dens:
-            print(f"    {label:<40s} {mv:7d} {value:8.4f} {value - exact:+8.4f} {w1:9.2e}  {bar}")
-        print(f"    PyHessian density(iter={cfg.slq_steps}, n_v={cfg.slq_runs}): {crash}")
-        targets.append(f"density negative mass (no numeric target): ours {dens[0][1]:.4f} vs exact {exact:.4f}"
-                       + "".join(f"; {lab.split()[0]} {val:.4f}" for lab, val, *_ in dens[1:]))
+        if "density" in args.parts:
+            task = time.perf_counter()
+            exact, dens, crash = density_task(case, cfg)
+            print(f"  [4] SLQ, {cfg.slq_steps} steps x {cfg.slq_runs} runs; mass below -1e-3|lambda|max, exact "
+                  f"{exact:.4f} ({time.perf_counter() - task:.0f} s)")
+            print(f"    {'method':<40s} {'matvecs':>7s} {'negative':>8s} {'error':>8s} {'W1/range':>9s}  error bar")
+            for label, value, bar, w1, mv in dens:
+                print(f"    {label:<40s} {mv:7d} {value:8.4f} {value - exact:+8.4f} {w1:9.2e}  {bar}")
+            print(f"    PyHessian density(iter={cfg.slq_steps}, n_v={cfg.slq_runs}): {crash}")
+            targets.append(f"density negative mass (no numeric target): ours {dens[0][1]:.4f} vs exact {exact:.4f}"
+                           + "".join(f"; {lab.split()[0]} {val:.4f}" for lab, val, *_ in dens[1:]))
 
-        task = time.perf_counter()
-        best = products_task(case, x, y, cfg)
-        print(f"  [5] Hessian products over 10 batches of {cfg.samples_products // 10} (float32), ms per vector, "
-              f"best of {cfg.repeats} interleaved rounds ({time.perf_counter() - task:.0f} s)")
-        base = best["landscape matmat(10), uncached"]
-        for label, seconds in best.items():
-            print(f"    {label:<44s} {seconds * 1e3:9.2f} ms  {seconds / base:6.2f} x landscape matmat(10) uncached")
-        single = best["landscape single product, uncached"]
-        targets.append(f"10 batches, per vector: single/matmat(10) >= 1.5: uncached "
-                       f"{single / base:.2f} {verdict(single >= 1.5 * base)}, cached graphs "
-                       f"{best['landscape single product, cached'] / best['landscape matmat(10), graphs cached']:.2f}; "
-                       f"PyHessian dataloader/ours matmat(10) uncached "
-                       f"{best['PyHessian dataloader_hv_product'] / base:.1f}x, cached "
-                       f"{best['PyHessian dataloader_hv_product'] / best['landscape matmat(10), graphs cached']:.1f}x")
+        if "products" in args.parts:
+            task = time.perf_counter()
+            best = products_task(case, x, y, cfg)
+            print(f"  [5] Hessian products over 10 batches of {cfg.samples_products // 10} (float32), ms per vector, "
+                  f"best of {cfg.repeats} interleaved rounds ({time.perf_counter() - task:.0f} s)")
+            base = best["landscape matmat(10), uncached"]
+            for label, seconds in best.items():
+                print(f"    {label:<44s} {seconds * 1e3:9.2f} ms  {seconds / base:6.2f} x landscape matmat(10) "
+                      "uncached")
+            single = best["landscape single product, uncached"]
+            cached = best["landscape matmat(10), graphs cached"]
+            targets.append(f"10 batches, per vector: single/matmat(10) >= 1.5: uncached "
+                           f"{single / base:.2f} {verdict(single >= 1.5 * base)}, cached graphs "
+                           f"{best['landscape single product, cached'] / cached:.2f}; "
+                           f"PyHessian dataloader/ours matmat(10) uncached "
+                           f"{best['PyHessian dataloader_hv_product'] / base:.1f}x, cached "
+                           f"{best['PyHessian dataloader_hv_product'] / cached:.1f}x")
         summary.append((case.name, targets))
         print(f"  ({name}: {time.perf_counter() - section:.0f} s)")
         del case

@@ -23,7 +23,7 @@ from landscape.instruments import (EscapeDimensions, EscapeExperiment, FisherTra
                                    SubspaceOverlap, escape_dimensions, escape_experiment, fisher_trace, flatness,
                                    saddle_index, subspace_overlap, widen)
 from landscape.linalg import (EigenCount, Eigenpairs, Estimate, MatrixOperator, SpectralDensity, TraceEstimate,
-                              density, eigencount, eigs, hutchinson, hutchpp, trace)
+                              density, eigencount, eigs, hutchinson, hutchpp, trace, xtrace)
 from landscape.models import build_model
 from landscape.operators import GGN, CurvatureOperator, DeterminismError, Fisher, Hessian
 from landscape.params import ParamSpace
@@ -51,6 +51,6 @@ __all__ = [
     "hutchinson", "hutchpp", "interpolate", "interpolate_checkpoints", "iterative_magnitude_pruning",
     "line_direction", "load_dataset", "load_model", "load_run_checkpoint", "loss_surface", "magnitude_masks",
     "pca_directions", "pruning_distance", "reset_batchnorm", "surface_for", "surface_from_checkpoint", "trace",
-    "train",
+    "train", "xtrace",
 ]
 __version__ = "0.1.0"

@@ -55,7 +55,7 @@ def render(analysis: Analysis, relative_to: str | Path | None = None, heading: s
     lines = [f"{heading} Landscape analysis", "",
              f"Hessian of the mean training loss on the first {s.samples} training samples (restricted to the "
              f"weights a run's pruning mask keeps). Eigenvalues: {s.eigenvalues} at each end, relative tolerance "
-             f"{s.eig_tol:g}; traces: Hutch++ with {s.trace_matvecs} products; density: SLQ, {s.density_runs} runs "
+             f"{s.eig_tol:g}; traces: XTrace with {s.trace_matvecs} products; density: SLQ, {s.density_runs} runs "
              f"of {s.density_steps} steps; saddle index: fraction of eigenvalues below −{s.saddle_tol:g}·|λ|max; "
              f"barriers: {s.points} points per path, height above the chord between the endpoints (Entezari "
              f"et al. 2022) of the test error (percentage points) and train loss (nats), and Frankle et al.'s "

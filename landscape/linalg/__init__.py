@@ -11,9 +11,9 @@ from landscape.linalg.counts import EigenCount, eigencount
 from landscape.linalg.density import Estimate, SpectralDensity, density
 from landscape.linalg.eigs import Eigenpairs, eigs
 from landscape.linalg.operator import MatrixOperator, SymmetricOperator
-from landscape.linalg.trace import TraceEstimate, hutchinson, hutchpp, trace
+from landscape.linalg.trace import TraceEstimate, hutchinson, hutchpp, trace, xtrace
 
 __all__ = [
     "EigenCount", "Eigenpairs", "Estimate", "MatrixOperator", "SpectralDensity", "SymmetricOperator",
-    "TraceEstimate", "density", "eigencount", "eigs", "hutchinson", "hutchpp", "trace",
+    "TraceEstimate", "density", "eigencount", "eigs", "hutchinson", "hutchpp", "trace", "xtrace",
 ]
