@@ -102,12 +102,13 @@ def hparams(setting: Setting, network: Network, seed: int) -> Hparams:
 
 def measure(setting: Setting, network: Network, seed: int, out: Path) -> dict[str, Any]:
     """Train one run and measure its final curvature, or read the measurement an earlier invocation saved."""
-    run_dir = out / network.model / f"seed{seed}"
+    run = hparams(setting, network, seed)
+    run_dir = out / run.name   # model, its arguments and the seed: one directory per trained network
     saved = run_dir / "spectrum.json"
     if saved.is_file():
         return json.loads(saved.read_text())
     began = time.perf_counter()
-    result = train(hparams(setting, network, seed), run_dir, progress=False)
+    result = train(run, run_dir, progress=False)
     model = result.model.eval()
     dataset = load_dataset("mnist1d")
     x, y = (t[:setting.samples] for t in dataset.train)
