@@ -1,0 +1,414 @@
+"""Escape dimensions and width: widening opens descent directions, and wider students find bad minima less often.
+
+Martinelli, Brea & Gerstner ("The Puzzling Success of Overparameterization: Lottery Tickets or Escape
+Dimensions?") and Simsek et al. (2021, "Geometry of the loss landscape in overparameterized neural networks:
+symmetries and invariances") argue that over-parameterisation helps because a minimum of a narrow network,
+embedded in a wider one by splitting a neuron, becomes a saddle with negative-curvature "escape" directions,
+and that the share of training runs ending in a bad (non-global) minimum falls as the student grows. On the
+teacher-student regression data of :func:`landscape.data.load_dataset` ("teacher_student", a tanh teacher,
+mean squared error, no label noise, 200 training samples; a teacher of 4 units on 4 inputs for (a), of 3 units on
+2 inputs for (b)) we measure, with tanh students of one hidden layer:
+
+(a) **escape dimensions**: a student narrower than the teacher is driven to a minimum (full-batch L-BFGS,
+    :func:`landscape.instruments.minimize`), widened by ``m`` split neurons
+    (:func:`landscape.instruments.widen`, function-preserving, split ratio 1/2), and
+    :func:`landscape.instruments.escape_experiment` counts the Hessian eigenvalues below
+    ``-tol * max|λ|`` of the narrow and the wide network and runs gradient descent from the wide point nudged
+    along its escape directions (control: the narrow minimum nudged in a random direction); the loss along the
+    most negative eigenvector is sliced (:func:`landscape.surface.loss_surface`) against ``L + λ s² / 2``;
+(b) **bad minima against width**: students of several widths from many random initialisations, each trained
+    by full-batch L-BFGS on the training loss until its gradient vanishes (or an iteration cap); a run ends in a
+    bad minimum if its final loss exceeds ``threshold * Var(targets)``. A student at least as wide as the
+    teacher can reach loss 0 (the teacher itself), so such runs are stuck above the global minimum. Shares get
+    binomial standard errors ``sqrt(p (1 - p) / n)``.
+
+Deviation from the papers: they follow gradient flow; full-batch gradient descent and Adam converge too slowly
+here for many seeds on one shared CPU thread (on the 4-unit teacher, full-batch Adam at width 4 stalled near loss
+1e-3 over 5000 steps where L-BFGS reaches 1e-15), so (b) trains with L-BFGS, a different algorithm with its own
+basins.
+
+Writes ``figures/escape_vs_width_bad_minima.png``, ``figures/escape_vs_width_escape.png``,
+``figures/escape_vs_width.md`` and ``figures/escape_vs_width.json``. Resumable: every finished student and every
+widening experiment is stored under ``--out`` and reused.
+
+    python analyses/escape_vs_width.py            # full: 5 to 11 minutes on one shared thread
+    python analyses/escape_vs_width.py --quick    # smoke test, seconds; writes under --out only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.data import Dataset, load_dataset
+from landscape.instruments import escape_dimensions, escape_experiment, minimize, widen
+from landscape.models import build_model
+from landscape.operators import Hessian
+from landscape.plots.surface import _figure, save_figure
+from landscape.runs import atomic_write_bytes, atomic_write_json
+from landscape.surface import Directions, loss_surface
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Teacher data and student widths and seeds of (b), optimisation budgets, and the escape experiments of (a)
+    with their own teacher data (a larger teacher, so that the narrow minima have clearly positive loss)."""
+    data_kwargs: dict
+    escape_data_kwargs: dict
+    widths: tuple[int, ...]
+    seeds: int
+    max_iter: int
+    threshold: float
+    narrow_width: int
+    narrow_seeds: int
+    added: tuple[int, ...]
+    escape_steps: int
+    tol: float = 1e-3
+    radius: float = 1e-2
+
+
+DATA = {"num_classes": None, "teacher_width": 3, "input_dim": 2, "train_size": 200, "test_size": 200,
+        "activation": "tanh", "noise": 0.0}
+ESCAPE_DATA = {**DATA, "teacher_width": 4, "input_dim": 4}
+FULL = Setting(data_kwargs=DATA, escape_data_kwargs=ESCAPE_DATA, widths=(3, 4, 6, 12), seeds=30, max_iter=1000,
+               threshold=1e-4, narrow_width=2, narrow_seeds=6, added=(1, 2, 3, 4, 6), escape_steps=1000)
+QUICK = Setting(data_kwargs=DATA, escape_data_kwargs=ESCAPE_DATA, widths=(3, 6), seeds=3, max_iter=60,
+                threshold=1e-4, narrow_width=2, narrow_seeds=1, added=(1, 2), escape_steps=30)
+CLAIMS = """\
+## What the papers found (their settings, not ours)
+
+* Simsek et al. (2021), "Geometry of the loss landscape in overparameterized neural networks: symmetries and
+  invariances" (ICML): every critical point of a narrow network embeds, by neuron splitting, into a wider one as
+  a manifold of critical points; on it, most points are saddles (Fukumizu & Amari 2000), and the number of
+  such symmetry-induced critical manifolds shrinks relative to the global-minimum manifold as the width grows.
+* Martinelli, Brea & Gerstner, "The Puzzling Success of Overparameterization: Lottery Tickets or Escape
+  Dimensions?": in teacher-student regression, students with as many hidden neurons as the teacher often end
+  in non-global minima, and the probability of reaching zero loss rises with the width; minima of narrow
+  networks turn into saddles with escape directions when neurons are added, which is what lets the wider
+  network descend further (escape dimensions rather than lucky initial subnetworks).
+"""
+
+
+def student(width: int, seed: int, dataset: Dataset) -> nn.Module:
+    """A tanh student with one hidden layer of ``width`` units, initialised by the registry's default (PyTorch
+    uniform) initialisation with ``torch.manual_seed(seed)`` (the caller's RNG state is kept), float64."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model("mlp", dataset.input_shape, dataset.output_dim, widths=[width], activation="tanh")
+    return model.double()
+
+
+def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``'s JSON result, stored at ``path`` and read back on later calls (resumability)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    atomic_write_json(path, result)
+    return result
+
+
+def train_student(setting: Setting, dataset: Dataset, width: int, seed: int) -> dict[str, Any]:
+    """Final loss, gradient norm and L-BFGS iterations of one student trained from its initialisation."""
+    result = minimize(student(width, seed, dataset), dataset.loss_fn(), dataset.train, max_iter=setting.max_iter)
+    return {"width": width, "seed": seed, "loss": result.loss, "gradient_norm": result.gradient_norm,
+            "iterations": result.iterations}
+
+
+def bad_minima(setting: Setting, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
+    """Every (width, seed) student of part (b)."""
+    return [cached(out / "students" / f"w{width}_s{seed}.json", lambda: train_student(setting, dataset, width, seed))
+            for width in setting.widths for seed in range(setting.seeds)]
+
+
+def outcome(run: dict[str, Any], setting: Setting, cutoff: float) -> str:
+    """``"global"``: final loss at most ``cutoff``; ``"bad"``: above it with L-BFGS converged (its gradient test
+    met before the iteration cap), a bad minimum or saddle; ``"undecided"``: above it at the cap, still moving."""
+    if run["loss"] <= cutoff:
+        return "global"
+    return "bad" if run["iterations"] < setting.max_iter else "undecided"
+
+
+def share_bad(runs: list[dict[str, Any]], setting: Setting, cutoff: float) -> dict[str, list[float]]:
+    """Per width: share of runs in a bad minimum and its binomial standard error ``sqrt(p (1 - p) / n)`` (0 when
+    p is 0 or 1; then the rule-of-three bound 3/n is the useful one), and the share still undecided."""
+    shares, errors, counts, undecided = [], [], [], []
+    for width in setting.widths:
+        outcomes = [outcome(r, setting, cutoff) for r in runs if r["width"] == width]
+        p = outcomes.count("bad") / len(outcomes)
+        shares.append(p)
+        errors.append(math.sqrt(p * (1 - p) / len(outcomes)))
+        counts.append(len(outcomes))
+        undecided.append(outcomes.count("undecided") / len(outcomes))
+    return {"widths": list(setting.widths), "share": shares, "stderr": errors, "runs": counts,
+            "undecided": undecided}
+
+
+def escape_runs(setting: Setting, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
+    """Part (a): for each narrow seed, its minimum widened by each ``added`` count of split neurons."""
+    loss_fn = dataset.loss_fn()
+    rows = []
+    for seed in range(setting.narrow_seeds):
+        narrow = None
+        for extra in setting.added:
+            path = out / "escape" / f"s{seed}_m{extra}.json"
+            if narrow is None and not path.is_file():
+                narrow = minimize(student(setting.narrow_width, seed, dataset), loss_fn, dataset.train).model
+            rows.append(cached(path, lambda: escape_row(setting, narrow, dataset, extra, seed)))
+    return rows
+
+
+def escape_row(setting: Setting, narrow: nn.Module, dataset: Dataset, extra: int, seed: int) -> dict[str, Any]:
+    """One widening experiment, reduced to numbers: eigenvalue counts, losses, the descent curves."""
+    n_wide = sum(p.numel() for p in widen(narrow, extra, seed=seed).parameters())
+    k = min(n_wide - 1, 5 * extra + 5)   # room for d_in + 1 escape directions per split neuron, and more
+    e = escape_experiment(narrow, dataset.loss_fn(), dataset.train, extra=extra, tol=setting.tol, k=k,
+                          radius=setting.radius, steps=setting.escape_steps, polish=False, seed=seed)
+    return {"seed": seed, "added": extra, "dim": n_wide, "narrow_loss": e.narrow_loss,
+            "narrow_gradient_norm": e.narrow_gradient_norm, "wide_loss": e.wide_loss,
+            "wide_gradient_norm": e.wide_gradient_norm, "narrow_negative": e.narrow.count,
+            "wide_negative": e.wide.count, "opened": e.opened, "complete": e.wide.complete,
+            "wide_eigenvalues": e.wide.eigenvalues.tolist(), "scale": e.wide.scale, "escaped": e.escaped,
+            "final_loss": float(e.losses[-1]), "control_final_loss": float(e.control_losses[-1]),
+            "losses": e.losses.tolist(), "control_losses": e.control_losses.tolist(), "lr": e.lr}
+
+
+def escape_slice(setting: Setting, dataset: Dataset, extra: int, seed: int, span: float) -> dict[str, Any]:
+    """Loss along the most negative Hessian eigenvector of the widened narrow minimum, with the quadratic
+    prediction ``L(θ) + λ s² / 2`` (s in parameter-space distance)."""
+    loss_fn = dataset.loss_fn()
+    narrow = minimize(student(setting.narrow_width, seed, dataset), loss_fn, dataset.train).model
+    wide = widen(narrow, extra, seed=seed)
+    dims = escape_dimensions(Hessian(wide, loss_fn, dataset.train, dtype=torch.float64, method="reverse"),
+                             setting.tol, k=min(10, sum(p.numel() for p in wide.parameters()) - 1), seed=seed)
+    if not dims.count:
+        return {"alphas": [], "loss": [], "eigenvalue": None, "center": None}
+    surface = loss_surface(wide, loss_fn, dataset.train,
+                           Directions(vectors=(dims.directions[0],), labels=("s",), kind="eigen"),
+                           points=41, span=span, progress=False)
+    center = float(surface.loss[len(surface.alphas) // 2])
+    return {"alphas": surface.alphas.tolist(), "loss": surface.loss.tolist(),
+            "eigenvalue": float(dims.eigenvalues[0]), "center": center}
+
+
+def plot_bad_minima(runs: list[dict[str, Any]], shares: dict[str, list[float]], setting: Setting, cutoff: float):
+    """Left: share of bad minima against student width with binomial error bars (and the share still moving at
+    the iteration cap). Right: every run's final loss against width (log scale), the threshold dashed."""
+    teacher = setting.data_kwargs["teacher_width"]
+    fig = _figure(10, 4)
+    left, right = fig.subplots(1, 2)
+    left.errorbar(shares["widths"], shares["share"], yerr=shares["stderr"], marker="o", capsize=3,
+                  label="bad minimum (converged above threshold)")
+    left.plot(shares["widths"], shares["undecided"], marker="x", ls=":", color="0.4",
+              label="undecided (iteration cap, above threshold)")
+    left.axvline(teacher, color="0.6", ls=":", label=f"teacher width {teacher}")
+    left.set_xscale("log", base=2)
+    left.set_xticks(shares["widths"], [str(w) for w in shares["widths"]])
+    left.set_ylim(-0.05, 1.05)
+    left.set_xlabel("student hidden units")
+    left.set_ylabel("share of runs in a bad minimum")
+    left.set_title(f"± binomial standard error, {shares['runs'][0]} seeds per width", fontsize=10)
+    left.legend(fontsize=8)
+    rng = np.random.default_rng(0)
+    colors = {"global": "C0", "bad": "C3", "undecided": "0.5"}
+    for r in runs:
+        right.scatter(r["width"] * (1 + 0.06 * rng.standard_normal()), max(r["loss"], 1e-16), s=12,
+                      color=colors[outcome(r, setting, cutoff)], alpha=0.7)
+    labels = {"global": "below threshold", "bad": "bad minimum", "undecided": "undecided"}
+    for name, color in colors.items():
+        right.scatter([], [], s=12, color=color, label=labels[name])
+    right.axhline(cutoff, color="k", ls="--", lw=0.8, label="bad-minimum threshold")
+    right.set_xscale("log", base=2)
+    right.set_xticks(shares["widths"], [str(w) for w in shares["widths"]])
+    right.set_yscale("log")
+    right.set_xlabel("student hidden units")
+    right.set_ylabel("final training loss (mean squared error)")
+    right.legend(fontsize=8)
+    return fig
+
+
+def plot_escape(rows: list[dict[str, Any]], added: tuple[int, ...], cut: dict[str, Any], narrow_width: int):
+    """Left: negative eigenvalues opened against split neurons (mean ± standard error over narrow minima).
+    Middle: loss along the most negative eigenvector and its quadratic prediction. Right: gradient descent
+    from the widened minimum nudged along its escape directions, against the narrow-minimum control."""
+    fig = _figure(14, 4)
+    left, middle, right = fig.subplots(1, 3)
+    opened = np.array([[r["opened"] for r in rows if r["added"] == m] for m in added], dtype=float)
+    sem = opened.std(axis=1, ddof=1) / np.sqrt(opened.shape[1]) if opened.shape[1] > 1 else np.zeros(len(added))
+    left.errorbar(added, opened.mean(axis=1), yerr=sem, marker="o", capsize=3, label="mean ± s.e. over minima")
+    for i, m in enumerate(added):
+        left.scatter(np.full(opened.shape[1], m) + 0.08 * np.arange(opened.shape[1]) - 0.04 * opened.shape[1],
+                     opened[i], s=10, color="0.5")
+    left.set_xlabel("neurons added by splitting")
+    left.set_ylabel("negative Hessian eigenvalues opened")
+    left.set_title(f"width-{narrow_width} minima widened (split ratio 1/2)", fontsize=10)
+    left.legend(fontsize=8)
+    if cut["eigenvalue"] is not None:
+        s = np.asarray(cut["alphas"])
+        middle.plot(s, np.asarray(cut["loss"]) - cut["center"], marker=".", label="L(θ + s v) − L(θ)")
+        middle.plot(s, 0.5 * cut["eigenvalue"] * s ** 2, ls="--", label=f"λ s²/2, λ = {cut['eigenvalue']:.2e}")
+        middle.legend(fontsize=8)
+    middle.set_xlabel("distance s along the most negative eigenvector v")
+    middle.set_ylabel("loss change (mean squared error)")
+    middle.set_title("loss along an escape direction (1 split neuron)", fontsize=10)
+    for r in [r for r in rows if r["added"] == added[0]]:
+        steps = np.arange(len(r["losses"]))
+        right.plot(steps, r["losses"], color="C1", lw=0.8)
+        right.plot(steps, r["control_losses"], color="C0", lw=0.8, ls="--")
+    right.plot([], [], color="C1", label="widened, nudged along escape directions")
+    right.plot([], [], color="C0", ls="--", label="narrow minimum, nudged at random")
+    right.set_yscale("log")
+    right.set_xlabel("gradient-descent step (lr = 1/λ_max)")
+    right.set_ylabel("training loss (mean squared error)")
+    right.set_title(f"{added[0]} split neuron, every narrow minimum", fontsize=10)
+    right.legend(fontsize=8)
+    return fig
+
+
+def report(setting: Setting, dataset: Dataset, escape_dataset: Dataset, runs: list[dict[str, Any]],
+           shares: dict[str, list[float]], cutoff: float, rows: list[dict[str, Any]], cut: dict[str, Any],
+           seconds: float, command: str) -> str:
+    """The markdown report: set-up, both parts' numbers, verdicts, the papers' claims."""
+    teacher = setting.data_kwargs["teacher_width"]
+    lines = [
+        "# Escape dimensions and width (Martinelli, Brea & Gerstner; Simsek et al. 2021)", "",
+        f"Data of (b): {dataset.description} Loss: mean squared error (target variance "
+        f"{float(dataset.train[1].var()):.4f}). Students: tanh MLPs with one hidden layer, float64, PyTorch's "
+        f"default initialisation. Produced by `{command}` ({seconds / 60:.1f} minutes for this invocation; stored "
+        f"results are reused).", "",
+        "## (b) Bad minima against width", "",
+        f"{setting.seeds} initialisations per width, each trained by full-batch L-BFGS (strong Wolfe, "
+        f"`landscape.instruments.minimize`) until the largest gradient entry is below 1e-10 or {setting.max_iter} "
+        f"iterations. Bad minimum: final loss above {setting.threshold:g} × Var(targets) = {cutoff:.2e} "
+        f"(the global minimum is 0 for width ≥ {teacher}) with L-BFGS stopped before the cap (gradient test met, "
+        f"or no further progress in floating point); undecided: above the threshold at the cap.", "",
+        "![bad minima](escape_vs_width_bad_minima.png)", "",
+        "| student width | runs | share in a bad minimum | share undecided | median final loss | median ‖∇L‖ | "
+        "runs at the iteration cap |", "|---|---|---|---|---|---|---|",
+    ]
+    for width, share, err, n, moving in zip(shares["widths"], shares["share"], shares["stderr"], shares["runs"],
+                                            shares["undecided"]):
+        mine = [r for r in runs if r["width"] == width]
+        capped = sum(r["iterations"] >= setting.max_iter for r in mine)
+        lines.append(f"| {width} | {n} | {share:.2f} ± {err:.2f} | {moving:.2f} | "
+                     f"{np.median([r['loss'] for r in mine]):.1e} | "
+                     f"{np.median([r['gradient_norm'] for r in mine]):.1e} | {capped} |")
+    lines += ["", threshold_sensitivity(runs, setting.widths, cutoff), "", bad_minima_verdict(shares, teacher), "",
+              "## (a) Escape dimensions opened by widening", "",
+              f"Data of (a): {escape_dataset.description} {setting.narrow_seeds} minima of "
+              f"width-{setting.narrow_width} students (L-BFGS from {setting.narrow_seeds} initialisations; narrower "
+              f"than the teacher, so their minima have positive loss), each widened by splitting randomly drawn "
+              f"hidden neurons (ratio 1/2). Negative eigenvalues: below −{setting.tol:g}·max|λ| of the float64 "
+              f"Hessian over the "
+              f"training set (Lanczos, `escape_dimensions`). Escape test: {setting.escape_steps} steps of full-batch "
+              f"gradient descent (lr 1/λ_max) from the widened point moved {setting.radius:g} along a random "
+              f"combination of its escape directions; escaped = final loss more than 1% below the narrow minimum's.",
+              "", "![escape](escape_vs_width_escape.png)", "",
+              "| neurons added | negative eigenvalues, narrow | opened by widening | all found (solver complete) | "
+              "escaped | final loss / narrow loss | control final / narrow |", "|---|---|---|---|---|---|---|"]
+    for m in setting.added:
+        mine = [r for r in rows if r["added"] == m]
+        lines.append(
+            f"| {m} | {_mean_se([r['narrow_negative'] for r in mine])} | {_mean_se([r['opened'] for r in mine])} | "
+            f"{sum(r['complete'] for r in mine)}/{len(mine)} | {sum(r['escaped'] for r in mine)}/{len(mine)} | "
+            f"{_mean_se([r['final_loss'] / r['narrow_loss'] for r in mine])} | "
+            f"{_mean_se([r['control_final_loss'] / r['narrow_loss'] for r in mine])} |")
+    lines += ["", escape_verdict(rows, setting.added, cut), "", CLAIMS]
+    return "\n".join(lines)
+
+
+def threshold_sensitivity(runs: list[dict[str, Any]], widths: tuple[int, ...], cutoff: float) -> str:
+    """Share of runs whose final loss exceeds a ten times lower and a ten times higher threshold, per width,
+    converged or not: how much the verdict depends on where the threshold is put."""
+    parts = []
+    for factor in (0.1, 10.0):
+        shares = [np.mean([r["loss"] > factor * cutoff for r in runs if r["width"] == w]) for w in widths]
+        listed = ", ".join(f"{share:.2f} (width {w})" for w, share in zip(widths, shares))
+        parts.append(f"above {factor * cutoff:.1e}: {listed}")
+    return "Threshold sensitivity (all runs, converged or not), share with final loss " + "; ".join(parts) + "."
+
+
+def bad_minima_verdict(shares: dict[str, list[float]], teacher: int) -> str:
+    """Whether the share of bad minima falls with width, read off the table."""
+    first, last = shares["share"][0], shares["share"][-1]
+    err = math.hypot(shares["stderr"][0], shares["stderr"][-1])
+    falls = first - last > 2 * err and first > last
+    return (f"Reading: the share of bad minima goes from {first:.2f} ± {shares['stderr'][0]:.2f} at width "
+            f"{shares['widths'][0]} to {last:.2f} ± {shares['stderr'][-1]:.2f} at width {shares['widths'][-1]} "
+            f"(teacher width {teacher}): " + ("it falls with width, by more than two standard errors, as the papers "
+                                              "claim." if falls else "no fall by more than two standard errors, so "
+                                              "this part does not reproduce in our setting."))
+
+
+def escape_verdict(rows: list[dict[str, Any]], added: tuple[int, ...], cut: dict[str, Any]) -> str:
+    """Whether widening opened escape directions and the loss descended along them."""
+    opened = [r for r in rows if r["opened"] > 0]
+    escaped = [r for r in rows if r["escaped"]]
+    narrow_minima = sum(r["narrow_negative"] == 0 for r in rows)
+    control = min(r["control_final_loss"] / r["narrow_loss"] for r in rows)
+    text = (f"Reading: the narrow points had no negative eigenvalue in {narrow_minima}/{len(rows)} experiments "
+            f"(they are minima); widening opened at least one in {len(opened)}/{len(rows)}, and gradient descent "
+            f"from the widened point escaped below the narrow minimum in {len(escaped)}/{len(rows)}; the "
+            f"randomly nudged control ended at least at {control:.6f} times the narrow minimum's loss.")
+    if cut["eigenvalue"] is not None:
+        s, loss = np.asarray(cut["alphas"]), np.asarray(cut["loss"]) - cut["center"]
+        small = np.abs(s) <= 0.25 * np.abs(s).max()
+        fit = float(np.sum(loss[small] * s[small] ** 2) / np.sum(s[small] ** 4)) * 2
+        text += (f" Along the most negative eigenvector (1 split neuron, λ = {cut['eigenvalue']:.3e}) the loss falls "
+                 f"as a parabola: the least-squares curvature of the central quarter is {fit:.3e}.")
+    return text
+
+
+def _mean_se(values: list[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return f"{values.mean():.3g}"
+    return f"{values.mean():.3g} ± {values.std(ddof=1) / math.sqrt(values.size):.2g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run directory (default: runs/escape_vs_width, or runs/escape_vs_width_quick)")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
+    args = parser.parse_args()
+    setting = QUICK if args.quick else FULL
+    out = args.out or Path("runs") / ("escape_vs_width_quick" if args.quick else "escape_vs_width")
+    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
+    torch.set_num_threads(1)  # tiny models: threads gain nothing and contend on a shared machine
+    began = time.perf_counter()
+    dataset = load_dataset("teacher_student", **setting.data_kwargs)
+    cutoff = setting.threshold * float(dataset.train[1].var())
+    runs = bad_minima(setting, dataset, out)
+    print(f"(b) {len(runs)} students after {time.perf_counter() - began:.0f} s", flush=True)
+    escape_dataset = load_dataset("teacher_student", **setting.escape_data_kwargs)
+    rows = escape_runs(setting, escape_dataset, out)
+    cut = cached(out / "escape" / "slice.json",
+                 lambda: escape_slice(setting, escape_dataset, setting.added[0], 0, 0.15))
+    print(f"(a) {len(rows)} widening experiments after {time.perf_counter() - began:.0f} s", flush=True)
+    shares = share_bad(runs, setting, cutoff)
+    seconds = time.perf_counter() - began
+    save_figure(plot_bad_minima(runs, shares, setting, cutoff), figures / "escape_vs_width_bad_minima.png")
+    save_figure(plot_escape(rows, setting.added, cut, setting.narrow_width), figures / "escape_vs_width_escape.png")
+    command = "python analyses/escape_vs_width.py" + (" --quick" if args.quick else "")
+    text = report(setting, dataset, escape_dataset, runs, shares, cutoff, rows, cut, seconds, command)
+    atomic_write_bytes(figures / "escape_vs_width.md", text.encode())
+    atomic_write_json(figures / "escape_vs_width.json", {
+        "setting": asdict(setting), "cutoff": cutoff, "students": runs, "bad_minima": shares,
+        "escape": [{k: v for k, v in r.items() if k not in ("losses", "control_losses")} for r in rows],
+        "slice": cut, "seconds": seconds})
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
