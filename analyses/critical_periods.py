@@ -24,7 +24,6 @@ The training runs (with their measurements) live under ``--out``; re-running reu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -34,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -45,6 +43,7 @@ from landscape.state import untouched
 from landscape.training import Hparams, train
 from landscape.training.trainer import Callback, at_steps
 from landscape.training.tracker import log_steps
+from reproduction import invocation
 
 KINDS = ("empirical", "true")
 TRUE_RECORDS = "fisher_true.jsonl"   # the true-Fisher tracker's file inside each run directory
@@ -300,17 +299,8 @@ def _pm(stat: dict[str, float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/critical_periods, or runs/critical_periods_quick)")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    out = args.out or Path("runs") / ("critical_periods_quick" if args.quick else "critical_periods")
-    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
-    torch.set_num_threads(1)  # small models: threads gain little and contend on a shared machine
+    run = invocation("critical_periods", __doc__.split("\n\n")[0])
+    setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     began = time.perf_counter()
     runs = []
     for seed in setting.seeds:

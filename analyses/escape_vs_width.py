@@ -36,11 +36,8 @@ widening experiment is stored under ``--out`` and reused.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +51,9 @@ from landscape.instruments import escape_dimensions, escape_experiment, minimize
 from landscape.models import build_model
 from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
-from landscape.runs import atomic_write_bytes, atomic_write_json
+from landscape.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.surface import Directions, loss_surface
+from reproduction import invocation
 
 
 @dataclass(frozen=True)
@@ -107,15 +105,6 @@ def student(width: int, seed: int, dataset: Dataset) -> nn.Module:
     return model.double()
 
 
-def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``compute()``'s JSON result, stored at ``path`` and read back on later calls (resumability)."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    result = compute()
-    atomic_write_json(path, result)
-    return result
-
-
 def train_student(setting: Setting, dataset: Dataset, width: int, seed: int) -> dict[str, Any]:
     """Final loss, gradient norm and L-BFGS iterations of one student trained from its initialisation."""
     result = minimize(student(width, seed, dataset), dataset.loss_fn(), dataset.train, max_iter=setting.max_iter)
@@ -125,7 +114,7 @@ def train_student(setting: Setting, dataset: Dataset, width: int, seed: int) -> 
 
 def bad_minima(setting: Setting, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
     """Every (width, seed) student of part (b)."""
-    return [cached(out / "students" / f"w{width}_s{seed}.json", lambda: train_student(setting, dataset, width, seed))
+    return [cached_json(out / "students" / f"w{width}_s{seed}.json", lambda: train_student(setting, dataset, width, seed))
             for width in setting.widths for seed in range(setting.seeds)]
 
 
@@ -162,7 +151,7 @@ def escape_runs(setting: Setting, dataset: Dataset, out: Path) -> list[dict[str,
             path = out / "escape" / f"s{seed}_m{extra}.json"
             if narrow is None and not path.is_file():
                 narrow = minimize(student(setting.narrow_width, seed, dataset), loss_fn, dataset.train).model
-            rows.append(cached(path, lambda: escape_row(setting, narrow, dataset, extra, seed)))
+            rows.append(cached_json(path, lambda: escape_row(setting, narrow, dataset, extra, seed)))
     return rows
 
 
@@ -375,17 +364,8 @@ def _mean_se(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/escape_vs_width, or runs/escape_vs_width_quick)")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    out = args.out or Path("runs") / ("escape_vs_width_quick" if args.quick else "escape_vs_width")
-    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
-    torch.set_num_threads(1)  # tiny models: threads gain nothing and contend on a shared machine
+    run = invocation("escape_vs_width", __doc__.split("\n\n")[0])
+    setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     began = time.perf_counter()
     dataset = load_dataset("teacher_student", **setting.data_kwargs)
     cutoff = setting.threshold * float(dataset.train[1].var())
@@ -393,14 +373,14 @@ def main() -> None:
     print(f"(b) {len(runs)} students after {time.perf_counter() - began:.0f} s", flush=True)
     escape_dataset = load_dataset("teacher_student", **setting.escape_data_kwargs)
     rows = escape_runs(setting, escape_dataset, out)
-    cut = cached(out / "escape" / "slice.json",
+    cut = cached_json(out / "escape" / "slice.json",
                  lambda: escape_slice(setting, escape_dataset, setting.added[0], 0, 0.15))
     print(f"(a) {len(rows)} widening experiments after {time.perf_counter() - began:.0f} s", flush=True)
     shares = share_bad(runs, setting, cutoff)
     seconds = time.perf_counter() - began
     save_figure(plot_bad_minima(runs, shares, setting, cutoff), figures / "escape_vs_width_bad_minima.png")
     save_figure(plot_escape(rows, setting.added, cut, setting.narrow_width), figures / "escape_vs_width_escape.png")
-    command = "python analyses/escape_vs_width.py" + (" --quick" if args.quick else "")
+    command = "python analyses/escape_vs_width.py" + (" --quick" if run.quick else "")
     text = report(setting, dataset, escape_dataset, runs, shares, cutoff, rows, cut, seconds, command)
     atomic_write_bytes(figures / "escape_vs_width.md", text.encode())
     atomic_write_json(figures / "escape_vs_width.json", {

@@ -26,7 +26,6 @@ kept under ``--out``; re-running reuses them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -43,6 +42,7 @@ from landscape import GGN, Estimate, Hessian, SpectralDensity, density, eigs, lo
 from landscape.plots.surface import save_figure
 from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, train
+from reproduction import invocation
 
 CLASSES = 10   # MNIST-1D
 
@@ -334,17 +334,8 @@ def _pm(summary: dict[str, Any], key: str, scale: float = 1.0, unit: str = "") -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/hessian_outliers, or runs/hessian_outliers_quick)")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    out = args.out or Path("runs") / ("hessian_outliers_quick" if args.quick else "hessian_outliers")
-    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
-    torch.set_num_threads(1)  # small models: threads gain little and contend on a shared machine
+    run = invocation("hessian_outliers", __doc__.split("\n\n")[0])
+    setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     began = time.perf_counter()
     spectra: dict[str, list[dict[str, Any]]] = {}
     for network in setting.networks:

@@ -26,11 +26,8 @@ Resumable: training runs and every measured point are stored under ``--out`` and
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +42,9 @@ from landscape.instruments import minimize, saddle_index
 from landscape.linalg import MatrixOperator
 from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
-from landscape.runs import atomic_write_bytes, atomic_write_json
+from landscape.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.training import Hparams, load_model, train
+from reproduction import invocation
 
 TOLS = (1e-2, 1e-3, 1e-4)   # index reported as the fraction of eigenvalues below -tol * max|λ| for each tol
 TOL = 1e-3                  # the one in the figure and the correlations (the library's default)
@@ -146,15 +144,6 @@ def measure(model: nn.Module, loss_fn: nn.Module, data: tuple[Tensor, Tensor], s
                              "quadrature": estimate.quadrature}}
 
 
-def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``compute()``'s JSON result, stored at ``path`` and read back on later calls (resumability)."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    result = compute()
-    atomic_write_json(path, result)
-    return result
-
-
 def measure_seed(setting: Setting, seed: int, out: Path) -> list[dict[str, Any]]:
     """Train one seed, then measure its checkpoints (a), the critical points searched from ``starts`` and the
     minimum polished from the last checkpoint (b)."""
@@ -167,7 +156,7 @@ def measure_seed(setting: Setting, seed: int, out: Path) -> list[dict[str, Any]]
     points = []
 
     def point(kind: str, step: int, make_model) -> None:
-        result = cached(out / "points" / f"seed{seed}_{kind}_{step}.json",
+        result = cached_json(out / "points" / f"seed{seed}_{kind}_{step}.json",
                         lambda: measure(make_model(), loss_fn, data, seed))
         points.append({"seed": seed, "kind": kind, "step": step, **result})
 
@@ -322,17 +311,8 @@ def _mean_sd(values: list[float], digits: int = 3) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/index_vs_loss, or runs/index_vs_loss_quick)")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    out = args.out or Path("runs") / ("index_vs_loss_quick" if args.quick else "index_vs_loss")
-    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
-    torch.set_num_threads(1)  # small models: threads gain little and contend on a shared machine
+    run = invocation("index_vs_loss", __doc__.split("\n\n")[0])
+    setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     began = time.perf_counter()
     points = []
     for seed in setting.seeds:
@@ -343,7 +323,7 @@ def main() -> None:
     dim = points[0]["dim"]
     save_figure(plot_index_vs_loss(points, f"MLP({setting.width}, tanh) on {setting.data}, {dim} parameters"),
                 figures / "index_vs_loss.png")
-    command = "python analyses/index_vs_loss.py" + (" --quick" if args.quick else "")
+    command = "python analyses/index_vs_loss.py" + (" --quick" if run.quick else "")
     text = report(setting, points, corr, dim, seconds, command)
     atomic_write_bytes(figures / "index_vs_loss.md", text.encode())
     atomic_write_json(figures / "index_vs_loss.json", {

@@ -32,13 +32,11 @@ skips what is done.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
@@ -49,6 +47,7 @@ from landscape.pruning import (IMPResult, PruningHparams, RoundResult, iterative
                                run_masks)
 from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, Start
+from reproduction import invocation
 
 NAME = "sgd_noise_stability"
 
@@ -381,17 +380,8 @@ def _yes(flag: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"run directory (default: runs/{NAME}, or runs/{NAME}_quick)")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    out = args.out or Path("runs") / (f"{NAME}_quick" if args.quick else NAME)
-    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
-    torch.set_num_threads(1)  # small models: threads gain little and contend on a shared machine
+    run = invocation(NAME, __doc__.split("\n\n")[0])
+    setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     began = time.perf_counter()
     dense = dense_instability(setting, out)
     print(f"dense instability: done after {time.perf_counter() - began:.0f} s", flush=True)
@@ -409,7 +399,7 @@ def main() -> None:
                            {"dense": path_steps(dense.steps),
                             f"IMP ticket, {100 * ticket.masks['density']:.1f}% of weights": ticket.steps}),
                 figures / f"{NAME}_paths.png")
-    command = "python analyses/sgd_noise_stability.py" + (" --quick" if args.quick else "")
+    command = "python analyses/sgd_noise_stability.py" + (" --quick" if run.quick else "")
     text = report(setting, numbers, seconds, command)
     atomic_write_bytes(figures / f"{NAME}.md", text.encode())
     atomic_write_json(figures / f"{NAME}.json", {"setting": asdict(setting), **numbers, "seconds": seconds})

@@ -19,13 +19,11 @@ Everything is resumable: the runs live under ``--out`` and re-running skips what
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from landscape.compare import CURVATURE_MEASURES, CompareSettings, compare
 from landscape.plots.pruning import plot_accuracy_vs_density
@@ -33,6 +31,7 @@ from landscape.plots.surface import save_figure
 from landscape.pruning import IMPResult, PruningHparams, iterative_magnitude_pruning, round_dir
 from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams
+from reproduction import invocation
 
 
 @dataclass(frozen=True)
@@ -206,17 +205,8 @@ def _cell(values: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test setting (seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/tickets_vs_dense, or runs/tickets_vs_dense_quick)")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="where figures and the report go (default: figures/, or OUT/figures with --quick)")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    out = args.out or Path("runs") / ("tickets_vs_dense_quick" if args.quick else "tickets_vs_dense")
-    figures = args.figures or (out / "figures" if args.quick else Path("figures"))
-    torch.set_num_threads(1)  # small models: threads gain little and contend on a shared machine
+    run = invocation("tickets_vs_dense", __doc__.split("\n\n")[0])
+    setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     began = time.perf_counter()
     results = []
     for seed in setting.seeds:

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def cached_json(path: str | Path, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s JSON-serialisable result, written atomically to ``path`` the first time and read back
+    from it on later calls: a measurement an interrupted script made is not made again."""
+    path = Path(path)
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    atomic_write_json(path, result)
+    return result
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,16 @@ def test_config_round_trip_is_json(tmp_path):
     run.write_config({"hparams": {"lr": 0.1}, "name": "x"})
     assert run.read_config() == {"hparams": {"lr": 0.1}, "name": "x"}
     assert json.loads(run.config_path.read_text())["name"] == "x"
+
+
+def test_cached_json_computes_once_and_reads_back(tmp_path):
+    from landscape.runs import cached_json
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": 1.5, "list": [1, 2]}
+
+    first = cached_json(tmp_path / "a" / "m.json", compute)
+    second = cached_json(tmp_path / "a" / "m.json", compute)
+    assert first == second == {"value": 1.5, "list": [1, 2]} and len(calls) == 1

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 ANALYSES = Path(__file__).resolve().parents[2] / "analyses"
+sys.path.insert(0, str(ANALYSES))   # as `python analyses/NAME.py` does: the scripts import their shared module
 
 
 @pytest.fixture

@@ -1,16 +1,10 @@
 """``analyses/critical_periods.py``: the rise-then-fall rule, and ``--quick`` end to end."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "analyses" / "critical_periods.py"
-spec = importlib.util.spec_from_file_location("analyses_critical_periods", SCRIPT)
-critical_periods = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = critical_periods   # dataclasses look their module up there
-spec.loader.exec_module(critical_periods)
+import critical_periods  # analyses/ is on sys.path: see conftest.py
+
 STEPS = [0, 1, 10, 100, 1000]
 
 

@@ -1,17 +1,10 @@
 """``analyses/hessian_outliers.py``: the outlier-counting rule, and ``--quick`` end to end."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "analyses" / "hessian_outliers.py"
-spec = importlib.util.spec_from_file_location("analyses_hessian_outliers", SCRIPT)
-hessian_outliers = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = hessian_outliers   # dataclasses look their module up there
-spec.loader.exec_module(hessian_outliers)
+import hessian_outliers  # analyses/ is on sys.path: see conftest.py
 
 
 def test_outlier_count_is_the_number_above_the_largest_log_gap():
