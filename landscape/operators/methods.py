@@ -7,9 +7,9 @@ forward mode vmapped over 10 vectors was 1.7x cheaper per vector than the double
 Hessian of that CNN the two were within 10% of each other.
 
 So nothing is timed in advance. Products are grouped by their number of vectors ``b`` into octaves
-(``b = 1``, ``2-3``, ``4-7``, ...). The first ``trials`` products of each octave per candidate run the
-candidates in turn, each timed (wall clock, device synchronised); then the octave keeps the candidate with
-the smallest best time. Every trial is a product the caller asked for, so choosing costs no extra products,
+(``b = 1``, ``2-3``, ``4-7``, ...). The first products of each octave run each candidate ``trials`` times,
+one candidate after the other, each timed (wall clock, device synchronised); then the octave keeps the
+candidate with the smallest best time. Every trial is a product the caller asked for, so choosing costs no extra products,
 only the slower candidate's extra time on its ``trials`` products. The first run of a candidate also pays its
 one-time costs (allocations, tracing), which is why the best of ``trials >= 2`` is compared. A candidate that
 raises ``RuntimeError`` (an operation without a forward-mode derivative, say) is excluded for good.
@@ -18,7 +18,10 @@ Some candidates have a one-time setup per process: forward mode runs through ``t
 imports ``torch._dynamo``, measured here at 3 to 6 seconds, more than a whole top-5 eigen solve of a small
 network. Such a candidate (``setup=``) is tried only once its setup is paid (by anything in the process) or when
 the other candidates' products take at least :data:`WORTH_A_SETUP` seconds, so that the choice can repay it;
-otherwise the octave is decided among the others.
+otherwise the octave is decided among the others. And no candidate is tried after the first when that one's
+products take under :data:`WORTH_A_TRIAL` seconds: the trials of a slower candidate would cost more than a
+faster one could save over a typical solve (on the MNIST-1D MLP of ``analyses/benchmark_solvers.py``, 4 ms
+products, trying forward mode made a top-5 solve 7% slower).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import torch
 
 TRIALS = 2
 WORTH_A_SETUP = 0.25   # seconds per product from which a candidate's one-time setup is worth trying it
+WORTH_A_TRIAL = 0.02   # seconds per product from which another candidate is worth trying at all
 
 
 def synchronize(device: torch.device) -> None:
@@ -70,7 +74,8 @@ class MethodChoice:
             return self.chosen[group]
         if len(self.candidates) == 1:
             return self.candidates[0]
-        return min(self.candidates, key=lambda m: (self._unpaid(m), len(self.seconds.get((m, group), ()))))
+        ready = sorted(self.candidates, key=self._unpaid)   # stable: candidates with an unpaid setup last
+        return next(m for m in ready if len(self.seconds.get((m, group), ())) < self.trials)
 
     def deciding(self, vectors: int) -> bool:
         """Whether a product of ``vectors`` vectors is still a timed trial."""
@@ -84,7 +89,9 @@ class MethodChoice:
         tried = {m: min(self.seconds[m, group]) for m in self.candidates
                  if len(self.seconds.get((m, group), ())) >= self.trials}
         untried = [m for m in self.candidates if m not in tried]
-        if tried and all(self._unpaid(m) and min(tried.values()) < WORTH_A_SETUP for m in untried):
+        fastest = min(tried.values(), default=None)
+        if fastest is not None and (fastest < WORTH_A_TRIAL or all(self._unpaid(m) and fastest < WORTH_A_SETUP
+                                                                  for m in untried)):
             return tried
         return None
 

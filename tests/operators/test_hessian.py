@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.operators import Hessian, autodiff
+from landscape.operators import Hessian, autodiff, methods
 
 from .references import RTOL, WithUnused, assert_products_match, dense_hessian, relative_error, uneven
 
@@ -82,6 +82,7 @@ def test_parameter_subset_by_names_and_by_predicate(mlp, classification):
 
 def test_auto_method_learns_from_the_first_products_and_keeps_them_exact(mlp, classification, monkeypatch):
     monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: True)
+    monkeypatch.setattr(methods, "WORTH_A_TRIAL", 0.0)   # these products take microseconds
     H = Hessian(mlp, CE, classification, dtype=F64)
     assert H.method_choice.chosen == {} and H.matvecs == 0   # construction times nothing
     dense = dense_hessian(mlp, CE, *classification)
@@ -90,15 +91,19 @@ def test_auto_method_learns_from_the_first_products_and_keeps_them_exact(mlp, cl
         used.append(H.method_for(1))
         v = torch.randn(dense.shape[0], dtype=F64)
         assert relative_error(H @ v, dense @ v) < 1e-10
-    assert used == ["reverse", "forward", "reverse", "forward"] and H.matvecs == 4
+    assert used == ["reverse", "reverse", "forward", "forward"] and H.matvecs == 4
     assert set(H.method_choice.chosen) == {0} and H.method_for(1) in ("reverse", "forward")
     assert H.method_choice.deciding(10) and not H.method_choice.deciding(1)
     assert_products_match(H, dense)
 
 
-def test_auto_method_does_not_pay_forward_modes_setup_for_cheap_products(mlp, classification, monkeypatch):
-    """Forward mode's first use imports torch._dynamo (seconds): not worth it when reverse products take ms."""
-    monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: False)
+@pytest.mark.parametrize("ready, worth_a_trial", [(False, 0.0), (True, methods.WORTH_A_TRIAL)])
+def test_auto_method_does_not_try_forward_mode_when_it_cannot_repay(mlp, classification, monkeypatch, ready,
+                                                                   worth_a_trial):
+    """Forward mode's first use imports torch._dynamo (seconds), and trying it costs products: neither is worth
+    it when reverse products take microseconds."""
+    monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: ready)
+    monkeypatch.setattr(methods, "WORTH_A_TRIAL", worth_a_trial)
     H = Hessian(mlp, CE, classification, dtype=F64)
     v = torch.randn(H.shape[0], dtype=F64)
     used = []
@@ -146,6 +151,7 @@ def test_auto_method_leaves_out_forward_mode_where_it_fails_and_stays_exact(monk
     model = nn.Sequential(nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 1)).double()
     x, y = torch.randn(32, 4, dtype=F64), torch.randn(32, 1, dtype=F64)
     monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: True)
+    monkeypatch.setattr(methods, "WORTH_A_TRIAL", 0.0)   # these products take microseconds
     H = Hessian(model, nn.MSELoss(), (x, y), dtype=F64)
     dense = dense_hessian(model, nn.MSELoss(), x, y)
     for _ in range(3):
