@@ -9,8 +9,8 @@ Hessian of that CNN the two were within 10% of each other.
 So nothing is timed in advance. Products are grouped by their number of vectors ``b`` into octaves
 (``b = 1``, ``2-3``, ``4-7``, ...). The first products of each octave run each candidate ``trials`` times,
 one candidate after the other, each timed (wall clock, device synchronised); then the octave keeps the
-candidate with the smallest best time. Every trial is a product the caller asked for, so choosing costs no extra products,
-only the slower candidate's extra time on its ``trials`` products. The first run of a candidate also pays its
+candidate with the smallest best time. Every trial is a product the caller asked for, so choosing costs no
+extra products, only the slower candidate's extra time on its ``trials`` products. The first run of a candidate also pays its
 one-time costs (allocations, tracing), which is why the best of ``trials >= 2`` is compared. A candidate that
 raises ``RuntimeError`` (an operation without a forward-mode derivative, say) is excluded for good.
 
