@@ -74,7 +74,8 @@ def test_convolutional_models_take_channels_first_inputs():
 def test_unknown_models_arguments_and_activations_fail_clearly():
     with pytest.raises(KeyError, match=r"unknown model .vgg.; known models: .*cnn1d.*lenet300.*mlp.*resnet1d"):
         build_model("vgg", (40,), 10)
-    with pytest.raises(TypeError, match=r"takes no argument\(s\) \['depth'\]; it accepts \['widths', 'activation', 'batchnorm'\]"):
+    with pytest.raises(TypeError, match=r"takes no argument\(s\) \['depth'\]; it accepts "
+                                        r"\['widths', 'activation', 'batchnorm'\]"):
         build_model("mlp", (40,), 10, depth=3)
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         build_model("mlp", (40,), 10, activation="swish")

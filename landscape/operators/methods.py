@@ -10,17 +10,18 @@ So nothing is timed in advance. Products are grouped by their number of vectors 
 (``b = 1``, ``2-3``, ``4-7``, ...). The first products of each octave run each candidate ``trials`` times,
 one candidate after the other, each timed (wall clock, device synchronised); then the octave keeps the
 candidate with the smallest best time. Every trial is a product the caller asked for, so choosing costs no
-extra products, only the slower candidate's extra time on its ``trials`` products. The first run of a candidate also pays its
-one-time costs (allocations, tracing), which is why the best of ``trials >= 2`` is compared. A candidate that
-raises ``RuntimeError`` (an operation without a forward-mode derivative, say) is excluded for good.
+extra products, only the slower candidate's extra time on its ``trials`` products. The first run of a
+candidate also pays its one-time costs (allocations, tracing), which is why the best of ``trials >= 2`` is
+compared. A candidate that raises ``RuntimeError`` (an operation without a forward-mode derivative, say) is
+excluded for good.
 
 Some candidates have a one-time setup per process: forward mode runs through ``torch.func``, whose first use
 imports ``torch._dynamo``, measured here at 3 to 6 seconds, more than a whole top-5 eigen solve of a small
-network. Such a candidate (``setup=``) is tried only once its setup is paid (by anything in the process) or when
-the other candidates' products take at least :data:`WORTH_A_SETUP` seconds, so that the choice can repay it;
-otherwise the octave is decided among the others. And no candidate is tried after the first when that one's
-products take under :data:`WORTH_A_TRIAL` seconds: the trials of a slower candidate would cost more than a
-faster one could save over a typical solve (on the MNIST-1D MLP of ``analyses/benchmark_solvers.py``, 4 ms
+network. Such a candidate (``setup=``) is tried only once its setup is paid (by anything in the process) or
+when the other candidates' products take at least :data:`WORTH_A_SETUP` seconds, so that the choice can repay
+it; otherwise the octave is decided among the others. And no candidate is tried after the first when that
+one's products take under :data:`WORTH_A_TRIAL` seconds: the trials of a slower candidate would cost more than
+a faster one could save over a typical solve (on the MNIST-1D MLP of ``analyses/benchmark_solvers.py``, 4 ms
 products, trying forward mode made a top-5 solve 7% slower).
 """
 from __future__ import annotations
