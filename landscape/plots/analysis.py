@@ -86,6 +86,11 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
         ax.set_xlabel(xlabel)
         if categorical:
             ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+        elif xscale == "symlog":   # linear up to the first positive step, nothing drawn left of 0
+            positive = np.asarray(x, dtype=float)[np.asarray(x, dtype=float) > 0]
+            linthresh = float(positive.min()) if positive.size else 1.0
+            ax.set_xscale("symlog", linthresh=linthresh)
+            ax.set_xlim(left=-0.3 * linthresh)
         else:
             ax.set_xscale(xscale)
         ax.grid(alpha=0.3, which="both")
