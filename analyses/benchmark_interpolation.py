@@ -1,6 +1,7 @@
 """Cost of `landscape.interpolate` per interpolation coefficient against a bare forward pass over the same data.
 
     python analyses/benchmark_interpolation.py [--points 31] [--rounds 5] [--threads 1] [--clock wall|cpu]
+    python analyses/benchmark_interpolation.py --quick    # 3 α, one round: ~5 s (CI smoke test)
 
 Issue 5 asks the evaluation of a path to cost close to its limit: one forward pass over the evaluated data
 per α, plus one over the training data when BatchNorm statistics are recomputed. This measures it on the
@@ -24,8 +25,10 @@ needs its loss and accuracy); for ``reset`` also the ratio to its limit, ``evalu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +39,16 @@ from landscape.evaluation import evaluate
 from landscape.training import Hparams, init_model
 
 Case = tuple[Callable[[], object], int]   # (run once, α values it covers)
+
+
+@dataclass(frozen=True)
+class Config:
+    points: int   # α values of each interpolation
+    rounds: int   # timed interleaved rounds, after one warm-up round
+
+
+FULL = Config(points=31, rounds=5)
+QUICK = Config(points=3, rounds=1)
 
 
 def chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -92,21 +105,24 @@ def report(best: dict[str, float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--points", type=int, default=31)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="3 α, one round: a CI smoke run")
+    parser.add_argument("--points", type=int, default=None, help=f"default {FULL.points}, quick {QUICK.points}")
+    parser.add_argument("--rounds", type=int, default=None, help=f"default {FULL.rounds}, quick {QUICK.rounds}")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
+    cfg = dataclasses.replace(QUICK if args.quick else FULL, **{
+        name: getattr(args, name) for name in ("points", "rounds") if getattr(args, name) is not None})
     torch.set_num_threads(args.threads)
     dataset = load_dataset("mnist1d")
     data = {"train": chunks(*dataset.train), "test": chunks(*dataset.test)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, MNIST-1D train "
           f"{len(dataset.train[0])} + test {len(dataset.test[0])} samples in chunks of {EVAL_BATCH}, "
-          f"{args.points} α, best of {args.rounds} interleaved rounds, {args.clock} clock")
+          f"{cfg.points} α, best of {cfg.rounds} interleaved rounds, {args.clock} clock")
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     for batchnorm in (False, True):
         print(f"\ncnn1d{' with BatchNorm' if batchnorm else ''}")
-        report(interleaved(cases(batchnorm, data, args.points), args.rounds, clock))
+        report(interleaved(cases(batchnorm, data, cfg.points), cfg.rounds, clock))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Cost of curvature products in `landscape` against one gradient and against PyHessian, in one run.
 
     python analyses/benchmark_products.py [--samples 2000] [--rounds 7] [--threads 2] [--clock wall|cpu]
+    python analyses/benchmark_products.py --quick    # 200 samples, one round, one thread: ~10 s (CI smoke test)
 
 Two models as in issue 3: an MNIST-1D MLP (40 -> 144 -> 10, tanh; 7.4k parameters) and a 1-D CNN with
 BatchNorm in eval mode (3.1k parameters), cross-entropy, float32. Data: the MNIST-1D training set from
@@ -25,9 +26,11 @@ threads spend waiting for each other). Times are per vector and printed as multi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from pyhessian import hessian as PyHessian
@@ -38,6 +41,17 @@ from landscape.operators import GGN, Fisher, Hessian
 
 CE = nn.CrossEntropyLoss()
 Case = tuple[Callable[[], object], int]   # (run once, vectors it computes)
+
+
+@dataclass(frozen=True)
+class Config:
+    samples: int   # N, the training samples of the one batch (and of the ten batches together)
+    rounds: int    # timed interleaved rounds, after one warm-up round
+    threads: int   # torch intra-op threads
+
+
+FULL = Config(samples=2000, rounds=7, threads=2)
+QUICK = Config(samples=200, rounds=1, threads=1)
 
 
 def mnist1d_mlp() -> nn.Module:
@@ -156,24 +170,27 @@ def report(best: dict[str, float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="200 samples, one round, one thread: a CI smoke run")
+    parser.add_argument("--samples", type=int, default=None, help=f"default {FULL.samples}, quick {QUICK.samples}")
+    parser.add_argument("--rounds", type=int, default=None, help=f"default {FULL.rounds}, quick {QUICK.rounds}")
+    parser.add_argument("--threads", type=int, default=None, help=f"default {FULL.threads}, quick {QUICK.threads}")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
+    cfg = dataclasses.replace(QUICK if args.quick else FULL, **{
+        name: getattr(args, name) for name in ("samples", "rounds", "threads") if getattr(args, name) is not None})
     warnings.filterwarnings("ignore", message="Using backward")   # PyHessian's create_graph=True on .grad
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(0)
-    x, y, source = load_data(args.samples)
+    x, y, source = load_data(cfg.samples)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, data: {source}, N={x.shape[0]}, "
-          f"best of {args.rounds} interleaved rounds, {args.clock} clock")
+          f"best of {cfg.rounds} interleaved rounds, {args.clock} clock")
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     for name, model in (("MNIST-1D MLP", mnist1d_mlp()), ("CNN with BatchNorm (eval)", bn_cnn().eval())):
         print(f"\n{name}, {sum(p.numel() for p in model.parameters())} parameters")
         measurements, notes = cases(model, x, y)
         for key, note in notes.items():
             print(f"  [{key}] {note}")
-        report(interleaved(measurements, args.rounds, clock))
+        report(interleaved(measurements, cfg.rounds, clock))
         model.zero_grad(set_to_none=True)   # PyHessian leaves .grad (with graphs) on the model
 
 
