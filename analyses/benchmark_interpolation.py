@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.connectivity import EVAL_BATCH, interpolate, reset_batchnorm
+from landscape.data.batches import chunked
 from landscape.data.registry import load_dataset
 from landscape.evaluation import evaluate
 from landscape.training import Hparams, init_model
@@ -49,10 +50,6 @@ class Config:
 
 FULL = Config(points=31, rounds=5)
 QUICK = Config(points=3, rounds=1)
-
-
-def chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
-    return [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
 
 
 @torch.no_grad()
@@ -115,7 +112,7 @@ def main() -> None:
         name: getattr(args, name) for name in ("points", "rounds") if getattr(args, name) is not None})
     torch.set_num_threads(args.threads)
     dataset = load_dataset("mnist1d")
-    data = {"train": chunks(*dataset.train), "test": chunks(*dataset.test)}
+    data = {"train": chunked(*dataset.train, EVAL_BATCH), "test": chunked(*dataset.test, EVAL_BATCH)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, MNIST-1D train "
           f"{len(dataset.train[0])} + test {len(dataset.test[0])} samples in chunks of {EVAL_BATCH}, "
           f"{cfg.points} α, best of {cfg.rounds} interleaved rounds, {args.clock} clock")

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoint, interpolate, load_run_checkpoint
 from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
+from landscape.data.batches import chunked
 from landscape.data.registry import Dataset, load_dataset
 from landscape.distributed import check_group
 from landscape.evaluation import evaluate
@@ -275,7 +276,7 @@ class _Subject:
         dataset = load_dataset(data) if isinstance(data, str) else data if isinstance(data, Dataset) else None
         splits = None
         if dataset is not None:
-            splits = {"train": _chunks(*dataset.train), "test": _chunks(*dataset.test)}
+            splits = {"train": chunked(*dataset.train, EVAL_BATCH), "test": chunked(*dataset.test, EVAL_BATCH)}
             loss_fn = loss_fn or dataset.loss_fn()
         elif callable(data) and not isinstance(data, nn.Module):
             return cls.build(model, data(), loss_fn)
@@ -325,12 +326,8 @@ def _resolve(spec: str) -> Any:
 
 def _batches(data: Any) -> list[tuple[Tensor, Tensor]]:
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        return _chunks(*data)
+        return chunked(*data, EVAL_BATCH)
     return list(data)
-
-
-def _chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
-    return [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
 
 
 def _data_digest(net: RunCheckpoint, samples: int) -> str:

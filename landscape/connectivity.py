@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
-from landscape.data.batches import as_batches, to_device
+from landscape.data.batches import as_batches, chunked, to_device
 from landscape.evaluation import LossFn, evaluate
 from landscape.runs import Run, atomic_write_bytes, load_checkpoint, load_model_state
 from landscape.state import model_mode, preserved_rng
@@ -381,8 +381,7 @@ def load_run_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
     load_model_state(model, checkpoint.model, source=str(path))
     masks_file = run_dir / "masks.safetensors"
     masks = {k: v.bool() for k, v in load_checkpoint(masks_file).model.items()} if masks_file.is_file() else None
-    data = {split: [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
-            for split, (x, y) in (("train", dataset.train), ("test", dataset.test))}
+    data = {"train": chunked(*dataset.train, EVAL_BATCH), "test": chunked(*dataset.test, EVAL_BATCH)}
     return RunCheckpoint(model=model.eval(), data=data, loss_fn=dataset.loss_fn(), masks=masks, run_dir=run_dir,
                          step=step)
 

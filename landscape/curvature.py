@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from landscape.connectivity import EVAL_BATCH
+from landscape.data.batches import chunked
 from landscape.distributed import shard
 from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
 from landscape.linalg import SpectralDensity, density, eigs, trace
@@ -72,7 +73,7 @@ def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int, ra
     """The first ``samples`` samples of ``batches`` (rank ``rank``'s contiguous part of them, see
     :func:`landscape.distributed.shard`), in batches of at most :data:`landscape.connectivity.EVAL_BATCH`."""
     x, y = shard(tuple(torch.cat(parts)[:samples] for parts in zip(*batches)), rank, world_size)
-    return [(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]) for i in range(0, len(y), EVAL_BATCH)]
+    return chunked(x, y, EVAL_BATCH)
 
 
 def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: Any,

@@ -68,6 +68,11 @@ def as_batches(data: Any) -> Batches:
     return data if isinstance(data, Batches) else Batches(data)
 
 
+def chunked(x: Tensor, y: Tensor, size: int) -> list[Batch]:
+    """``(x, y)`` cut into consecutive batches of at most ``size`` samples (views, no copies)."""
+    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+
+
 def to_device(batch: Batch, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
     """Move a batch to ``device``; floating-point inputs are cast to ``dtype`` when given (targets keep theirs
     unless they are floating point too, as for regression)."""

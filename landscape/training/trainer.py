@@ -55,6 +55,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from landscape.data.batches import chunked
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import Dataset, load_dataset
 from landscape.evaluation import Evaluation, evaluate
@@ -267,7 +268,7 @@ class _Session:
         model = init_model(hparams, dataset).to(device)
         return cls(hparams=hparams, run=run, model=model, optimizer=_optimizer(hparams, model), loader=loader,
                    loss_fn=dataset.loss_fn(), masks=_checked_masks(model, masks), device=device,
-                   evaluation={"train": _chunks(*train_split), "test": _chunks(*test_split)},
+                   evaluation={"train": chunked(*train_split, _EVAL_BATCH), "test": chunked(*test_split, _EVAL_BATCH)},
                    total=hparams.total_steps(loader.batches_per_epoch))
 
     def resume(self, wanted: Iterable[int]) -> int | None:
@@ -400,8 +401,6 @@ def _to(split: tuple[Tensor, Tensor], device: torch.device, dtype: torch.dtype) 
     return tuple(t.to(device, dtype if t.is_floating_point() else None) for t in split)  # type: ignore[return-value]
 
 
-def _chunks(x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
-    return [(x[i:i + _EVAL_BATCH], y[i:i + _EVAL_BATCH]) for i in range(0, len(x), _EVAL_BATCH)]
 
 
 def _config(hparams: Hparams, total: int, start: Start | None, masks: Mapping[str, Tensor],
