@@ -138,3 +138,23 @@ def test_clear_errors(kwargs, match):
         Tracker(nn.MSELoss(), (torch.zeros(2, 1), torch.zeros(2, 1)), **kwargs)
     with pytest.raises(ValueError, match="no model"):
         Tracker(nn.MSELoss(), (torch.zeros(2, 1), torch.zeros(2, 1)), run="x").step(0)
+
+
+def test_named_trackers_share_a_run_without_skipping_each_other(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    data = (torch.randn(24, 4), torch.randint(0, 3, (24,)))
+
+    def fisher(kind, name):
+        return Tracker(nn.CrossEntropyLoss(), data, instruments=("fisher_trace",), schedule=[0, 3], model=model,
+                       run=tmp_path, settings=TrackerSettings(fisher_kind=kind, fisher_samples=4), name=name)
+    empirical, true = fisher("empirical", "empirical"), fisher("true", "true")
+    for step in range(4):
+        empirical.step(step)
+        true.step(step)
+    kinds = sorted((r["step"], r["tracker"], r["kind"]) for r in Run(tmp_path).metrics())
+    assert kinds == [(0, "empirical", "empirical"), (0, "true", "true"), (3, "empirical", "empirical"),
+                     (3, "true", "true")]
+    again = fisher("true", "true")   # a fresh tracker of one name finds its own records, not the other's
+    assert again.step(3) == []
+    assert len(fisher("true", None).step(3)) == 1   # the unnamed tracker has none yet

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from landscape.runs import Run
 
 LOG_STEPS = 100.0   # symmetric-log step axis when the last step is at least this multiple of the first positive
 COLUMNS = 3
-SKIPPED = ("step", "instrument", "matvecs", "seconds", "samples", "dim", "k", "tol", "delta", "z", "threshold",
-           "count", "exact")
+SKIPPED = ("step", "instrument", "tracker", "matvecs", "seconds", "samples", "dim", "k", "tol", "delta", "z",
+           "threshold", "count", "exact")
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,15 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
     axes = fig.subplots(rows, columns, squeeze=False).reshape(-1)
     steps = sorted({r["step"] for r in records if isinstance(r.get("step"), int)})
     for ax, (name, ylabel, series) in zip(axes, panels):
-        for i, s in enumerate(series):
-            _draw(ax, by_instrument[s.instrument], s, f"C{i}", several=len(series) > 1)
+        curves = [(s, j, tracker, recs) for s in series
+                  for j, (tracker, recs) in enumerate(_by_tracker(by_instrument[s.instrument]))]
+        for i, (s, j, tracker, recs) in enumerate(curves):
+            shown = s if tracker is None else replace(s, label=f"{s.label} [{tracker}]")
+            _draw(ax, recs, shown, f"C{i}", several=len(curves) > 1, marker="os^vD"[j % 5])
         ax.set_title(name, fontsize="medium")
         ax.set_ylabel(ylabel)
         _step_axis(ax, steps)
-        if len(series) > 1 or any(isinstance(by_instrument[s.instrument][0].get(s.field), list) for s in series):
+        if len(curves) > 1 or any(isinstance(by_instrument[s.instrument][0].get(s.field), list) for s in series):
             ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
     if densities:
         _draw_densities(fig, axes[len(panels)], densities)
@@ -108,6 +111,14 @@ def save_tracking(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
         raise ValueError(f"{run.path} has no metrics to plot (no {run.metrics_path.name}, or it is empty)")
     out = Path(out) if out is not None else run.path / "figures" / "tracking.png"
     return save_figure(plot_tracking(records, title=run.path.name), out)
+
+
+def _by_tracker(recs: list[Mapping[str, Any]]) -> list[tuple[str | None, list[Mapping[str, Any]]]]:
+    """The records of each tracker that wrote them (``"tracker"``; ``None`` for the unnamed one), in order."""
+    groups: dict[str | None, list[Mapping[str, Any]]] = {}
+    for r in recs:
+        groups.setdefault(r.get("tracker"), []).append(r)
+    return list(groups.items())
 
 
 def _has(by_instrument: Mapping[str, list], series: Series) -> bool:
@@ -131,7 +142,7 @@ def _generic(by_instrument: Mapping[str, list]) -> list[tuple[str, str, list[Ser
     return panels
 
 
-def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: bool) -> None:
+def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: bool, marker: str = "o") -> None:
     recs = [r for r in recs if r.get(s.field) is not None]
     steps = np.array([r["step"] for r in recs])
     values = [r[s.field] for r in recs]
@@ -141,12 +152,12 @@ def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: boo
         for j in range(width):
             y = np.array([v[j] if j < len(v) else np.nan for v in values], dtype=float)
             e = np.array([(err[j] if isinstance(err, list) and j < len(err) else 0.0) for err in errors], dtype=float)
-            ax.errorbar(steps, y, yerr=_finite(e), fmt="-o", ms=2.5, lw=1.0, capsize=1.5,
+            ax.errorbar(steps, y, yerr=_finite(e), fmt=f"-{marker}", ms=2.5, lw=1.0, capsize=1.5,
                         color=colormaps["viridis"](j / max(width - 1, 1)), label=f"{s.label}{j + 1}")
         return
     y = np.array(values, dtype=float)
     e = _finite(np.array([err if isinstance(err, (int, float)) else 0.0 for err in errors], dtype=float))
-    ax.errorbar(steps, y, yerr=e if s.error else None, fmt="-o", ms=3, lw=1.2, capsize=2, color=color,
+    ax.errorbar(steps, y, yerr=e if s.error else None, fmt=f"-{marker}", ms=3, lw=1.2, capsize=2, color=color,
                 label=s.label if several else None)
 
 

@@ -40,10 +40,14 @@ Guarantees:
   A tracked run therefore ends bit-identical to an untracked one.
 * **Warm starts.** Each eigen solve starts from the previous measurement's eigenvectors (when
   ``warm_start``), so that consecutive solves cost fewer products.
-* **Resumable.** Before measuring, the tracker reads which ``(step, instrument)`` records the metrics file
-  already holds (on first use, and again whenever the step goes backwards, as it does when the trainer
-  resumes a run and drops the records after its checkpoint) and measures only the missing ones: a resumed
-  tracked run repeats no measurement and loses none.
+* **Resumable.** Before measuring, the tracker reads which ``(step, instrument)`` records of its own
+  ``name`` the metrics file already holds (on first use, and again whenever the step goes backwards, as it
+  does when the trainer resumes a run and drops the records after its checkpoint) and measures only the
+  missing ones: a resumed tracked run repeats no measurement and loses none.
+* **Several trackers, one run.** Trackers that write to the same run with different evaluation data or
+  settings (say the empirical and the true Fisher trace) each need a ``name``: every record carries its
+  tracker's name (``"tracker"``, absent for the unnamed default), resumption keys on it, and
+  :func:`landscape.plots.tracking.plot_tracking` draws one curve per name.
 """
 from __future__ import annotations
 
@@ -128,12 +132,13 @@ class Tracker:
             a trainer callback, ``None`` means the trainer's run.
         settings: budgets and options (:class:`TrackerSettings`).
         dtype: dtype of the products (default: the model's).
+        name: tells this tracker's records from another's in the same run (see "Several trackers").
     """
 
     def __init__(self, loss_fn: LossFn, data: Any, *, instruments: Sequence[str] = DEFAULT_INSTRUMENTS,
                  schedule: int | Iterable[int] = 200, model: nn.Module | None = None,
                  run: Run | str | Path | None = None, settings: TrackerSettings = TrackerSettings(),
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, name: str | None = None):
         unknown = [name for name in instruments if name not in INSTRUMENTS]
         if unknown or not instruments:
             raise ValueError(f"unknown instruments {unknown}; choose from {', '.join(INSTRUMENTS)}")
@@ -150,6 +155,7 @@ class Tracker:
         self.model = model
         self.settings = settings
         self.dtype = dtype
+        self.name = name or None
         self._sink = _sink(run) if run is not None else None
         self._seen: tuple[Path | None, int] = (None, -1)   # (metrics file read, last step asked)
         self._measured: set[tuple[int, str]] = set()
@@ -195,8 +201,8 @@ class Tracker:
             for name in wanted:
                 began, before = time.perf_counter(), session.matvecs
                 values = _MEASURES[name](session)
-                record = {"step": step, "instrument": name, **values, "matvecs": session.matvecs - before,
-                          "seconds": time.perf_counter() - began}
+                record = {"step": step, "instrument": name, **({"tracker": self.name} if self.name else {}),
+                          **values, "matvecs": session.matvecs - before, "seconds": time.perf_counter() - began}
                 sink.log(record)
                 self._measured.add((step, name))
                 records.append(record)
@@ -209,7 +215,8 @@ class Tracker:
         last_path, last_step = self._seen
         if path != last_path or step <= last_step:
             self._measured = {(r["step"], r["instrument"]) for r in _records(path)
-                              if r.get("instrument") in INSTRUMENTS and isinstance(r.get("step"), int)}
+                              if r.get("instrument") in INSTRUMENTS and isinstance(r.get("step"), int)
+                              and r.get("tracker") == self.name}
             self._warm.clear()
         self._seen = (path, step)
 

@@ -52,3 +52,13 @@ def test_the_plot_command_writes_the_figure_into_the_run(tracked_run, capsys):
     assert figure.stat().st_size > 10_000 and str(figure) in capsys.readouterr().out
     with pytest.raises(ValueError, match="no metrics"):
         plot_command.run(parser.parse_args([str(tracked_run / "figures")]))
+
+
+def test_records_of_named_trackers_are_drawn_as_separate_labelled_curves():
+    records = [{"step": s, "instrument": "fisher_trace", "tracker": name, "value": v * (s + 1), "stderr": 0.1}
+               for s in (0, 10, 100) for name, v in (("empirical", 1.0), ("true", 2.0))]
+    fig = plot_tracking(records)
+    ax = next(ax for ax in fig.axes if ax.get_title() == "Fisher trace")
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["tr F [empirical]", "tr F [true]"]
+    curves = [bars.lines[0].get_ydata() for bars in ax.containers]
+    assert sorted(map(list, curves)) == [[1.0, 11.0, 101.0], [2.0, 22.0, 202.0]]
