@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,13 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
     axes = fig.subplots(rows, columns, squeeze=False).reshape(-1)
     steps = sorted({r["step"] for r in records if isinstance(r.get("step"), int)})
     for ax, (name, ylabel, series) in zip(axes, panels):
-        curves = [(s, j, tracker, recs) for s in series
-                  for j, (tracker, recs) in enumerate(_by_tracker(by_instrument[s.instrument]))]
-        for i, (s, j, tracker, recs) in enumerate(curves):
-            shown = s if tracker is None else replace(s, label=f"{s.label} [{tracker}]")
-            _draw(ax, recs, shown, f"C{i}", several=len(curves) > 1, marker="os^vD"[j % 5])
+        curves = []   # (series, records, marker, legend tag): one per series and tracker that wrote it
+        for s in series:
+            groups = _by_tracker(by_instrument[s.instrument])
+            curves += [(s, recs, "os^vD"[j % 5], f" [{tracker or 'unnamed'}]" if len(groups) > 1 else "")
+                       for j, (tracker, recs) in enumerate(groups)]
+        for i, (s, recs, marker, tag) in enumerate(curves):
+            _draw(ax, recs, s, f"C{i}", several=len(curves) > 1, marker=marker, tag=tag)
         ax.set_title(name, fontsize="medium")
         ax.set_ylabel(ylabel)
         _step_axis(ax, steps)
@@ -142,7 +144,9 @@ def _generic(by_instrument: Mapping[str, list]) -> list[tuple[str, str, list[Ser
     return panels
 
 
-def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: bool, marker: str = "o") -> None:
+def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: bool, marker: str = "o",
+          tag: str = "") -> None:
+    """One series; ``marker`` and ``tag`` (a legend suffix) tell apart the trackers that wrote it."""
     recs = [r for r in recs if r.get(s.field) is not None]
     steps = np.array([r["step"] for r in recs])
     values = [r[s.field] for r in recs]
@@ -153,12 +157,12 @@ def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: boo
             y = np.array([v[j] if j < len(v) else np.nan for v in values], dtype=float)
             e = np.array([(err[j] if isinstance(err, list) and j < len(err) else 0.0) for err in errors], dtype=float)
             ax.errorbar(steps, y, yerr=_finite(e), fmt=f"-{marker}", ms=2.5, lw=1.0, capsize=1.5,
-                        color=colormaps["viridis"](j / max(width - 1, 1)), label=f"{s.label}{j + 1}")
+                        color=colormaps["viridis"](j / max(width - 1, 1)), label=f"{s.label}{j + 1}{tag}")
         return
     y = np.array(values, dtype=float)
     e = _finite(np.array([err if isinstance(err, (int, float)) else 0.0 for err in errors], dtype=float))
     ax.errorbar(steps, y, yerr=e if s.error else None, fmt=f"-{marker}", ms=3, lw=1.2, capsize=2, color=color,
-                label=s.label if several else None)
+                label=f"{s.label}{tag}" if several else None)
 
 
 def _finite(e: np.ndarray) -> np.ndarray:
