@@ -43,7 +43,7 @@ from landscape.state import untouched
 from landscape.training import Hparams, train
 from landscape.training.trainer import Callback, at_steps
 from landscape.training.tracker import log_steps
-from reproduction import invocation
+from reproduction import Progress, invocation
 
 KINDS = ("empirical", "true")
 TRUE_RECORDS = "fisher_true.jsonl"   # the true-Fisher tracker's file inside each run directory
@@ -301,13 +301,13 @@ def _pm(stat: dict[str, float]) -> str:
 def main() -> None:
     run = invocation("critical_periods", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
-    began = time.perf_counter()
+    progress = Progress()
     runs = []
     for seed in setting.seeds:
         runs.append(run_seed(setting, seed, out))
-        print(f"seed {seed}: done after {time.perf_counter() - began:.0f} s", flush=True)
+        progress.done(f"seed {seed}")
     summary = summarise(setting, runs)
-    seconds = time.perf_counter() - began
+    seconds = progress.seconds
     save_figure(plot_fisher(setting, runs, summary), figures / "critical_periods.png")
     computed = sum(r["seconds"] for r in runs)
     text = report(setting, summary, seconds, computed)

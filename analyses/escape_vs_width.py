@@ -37,7 +37,6 @@ widening experiment is stored under ``--out`` and reused.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
 from landscape.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.surface import Directions, loss_surface
-from reproduction import invocation
+from reproduction import Progress, invocation
 
 
 @dataclass(frozen=True)
@@ -366,18 +365,18 @@ def _mean_se(values: list[float]) -> str:
 def main() -> None:
     run = invocation("escape_vs_width", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
-    began = time.perf_counter()
+    progress = Progress()
     dataset = load_dataset("teacher_student", **setting.data_kwargs)
     cutoff = setting.threshold * float(dataset.train[1].var())
     runs = bad_minima(setting, dataset, out)
-    print(f"(b) {len(runs)} students after {time.perf_counter() - began:.0f} s", flush=True)
+    progress.done(f"(b) {len(runs)} students")
     escape_dataset = load_dataset("teacher_student", **setting.escape_data_kwargs)
     rows = escape_runs(setting, escape_dataset, out)
     cut = cached_json(out / "escape" / "slice.json",
                  lambda: escape_slice(setting, escape_dataset, setting.added[0], 0, 0.15))
-    print(f"(a) {len(rows)} widening experiments after {time.perf_counter() - began:.0f} s", flush=True)
+    progress.done(f"(a) {len(rows)} widening experiments")
     shares = share_bad(runs, setting, cutoff)
-    seconds = time.perf_counter() - began
+    seconds = progress.seconds
     save_figure(plot_bad_minima(runs, shares, setting, cutoff), figures / "escape_vs_width_bad_minima.png")
     save_figure(plot_escape(rows, setting.added, cut, setting.narrow_width), figures / "escape_vs_width_escape.png")
     command = "python analyses/escape_vs_width.py" + (" --quick" if run.quick else "")

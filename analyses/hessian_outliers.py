@@ -42,7 +42,7 @@ from landscape import GGN, Estimate, Hessian, SpectralDensity, density, eigs, lo
 from landscape.plots.surface import save_figure
 from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, train
-from reproduction import invocation
+from reproduction import Progress, invocation
 
 CLASSES = 10   # MNIST-1D
 
@@ -336,13 +336,13 @@ def _pm(summary: dict[str, Any], key: str, scale: float = 1.0, unit: str = "") -
 def main() -> None:
     run = invocation("hessian_outliers", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
-    began = time.perf_counter()
+    progress = Progress()
     spectra: dict[str, list[dict[str, Any]]] = {}
     for network in setting.networks:
         spectra[network.label] = [measure(setting, network, seed, out) for seed in setting.seeds]
-        print(f"{network.label}: done after {time.perf_counter() - began:.0f} s", flush=True)
+        progress.done(network.label)
     summaries = {label: summarise(records) for label, records in spectra.items()}
-    seconds = time.perf_counter() - began
+    seconds = progress.seconds
     save_figure(plot_densities(spectra), figures / "hessian_outliers_density.png")
     save_figure(plot_eigenvalues(spectra), figures / "hessian_outliers_eigenvalues.png")
     computed = sum(r["seconds"] for records in spectra.values() for r in records)

@@ -27,7 +27,6 @@ Resumable: training runs and every measured point are stored under ``--out`` and
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
 from landscape.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.training import Hparams, load_model, train
-from reproduction import invocation
+from reproduction import Progress, invocation, mean_sd
 
 TOLS = (1e-2, 1e-3, 1e-4)   # index reported as the fraction of eigenvalues below -tol * max|λ| for each tol
 TOL = 1e-3                  # the one in the figure and the correlations (the library's default)
@@ -273,15 +272,15 @@ def report(setting: Setting, points: list[dict[str, Any]], corr: dict[str, dict[
         f"{max(p['gradient_norm'] for p in searched):.1e}). These are approximate critical points: the search "
         f"slows down long before ‖∇L‖ reaches rounding level, the gradient-flat behaviour Frye et al. (2019) "
         f"describe.",
-        f"* Minima from L-BFGS on L: loss {_mean_sd([p['loss'] for p in minima])}, ‖∇L‖ up to "
+        f"* Minima from L-BFGS on L: loss {mean_sd([p['loss'] for p in minima])}, ‖∇L‖ up to "
         f"{max(p['gradient_norm'] for p in minima):.1e} (the loss still falls slowly at the iteration cap: these "
         f"are the lowest points L-BFGS reached, with no negative curvature, rather than exact minima), index at "
         f"{TOL:g} "
-        f"{_mean_sd([p['index'][f'{TOL:g}'] for p in minima], 4)}.",
+        f"{mean_sd([p['index'][f'{TOL:g}'] for p in minima], 4)}.",
         f"* Library estimate against exact index at {TOL:g} (training checkpoints and critical points): largest "
         f"absolute difference {max(abs(p['saddle_index']['fraction'] - p['index'][f'{TOL:g}']) for p in points):.4f}.",
-        f"* Training checkpoints: index at {TOL:g} from {_mean_sd(index[min(setting.checkpoints)])} at step "
-        f"{min(setting.checkpoints)} to {_mean_sd(index[setting.steps])} at step {setting.steps} (mean ± sd over "
+        f"* Training checkpoints: index at {TOL:g} from {mean_sd(index[min(setting.checkpoints)])} at step "
+        f"{min(setting.checkpoints)} to {mean_sd(index[setting.steps])} at step {setting.steps} (mean ± sd over "
         f"seeds).",
         "", "## Verdict", "", verdict(crit, points), "", CLAIM]
     return "\n".join(lines)
@@ -305,21 +304,16 @@ def verdict(crit: dict[str, float], points: list[dict[str, Any]]) -> str:
                        "come from one small architecture on one data set.")
 
 
-def _mean_sd(values: list[float], digits: int = 3) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.{digits}f}" + (f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else "")
-
-
 def main() -> None:
     run = invocation("index_vs_loss", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
-    began = time.perf_counter()
+    progress = Progress()
     points = []
     for seed in setting.seeds:
         points += measure_seed(setting, seed, out)
-        print(f"seed {seed}: done after {time.perf_counter() - began:.0f} s", flush=True)
+        progress.done(f"seed {seed}")
     corr = correlations(points, setting.bootstrap)
-    seconds = time.perf_counter() - began
+    seconds = progress.seconds
     dim = points[0]["dim"]
     save_figure(plot_index_vs_loss(points, f"MLP({setting.width}, tanh) on {setting.data}, {dim} parameters"),
                 figures / "index_vs_loss.png")

@@ -10,9 +10,11 @@ Each script writes ``figures/NAME*.png``, ``figures/NAME.md`` (our numbers next 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -39,3 +41,24 @@ def invocation(name: str, description: str) -> Invocation:
     torch.set_num_threads(1)
     return Invocation(quick=args.quick, out=out, figures=args.figures or (out / "figures" if args.quick
                                                                            else Path("figures")))
+
+
+class Progress:
+    """A script's wall clock since it began, printed after each unit of work (``done``)."""
+
+    def __init__(self) -> None:
+        self.began = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Wall seconds since construction."""
+        return time.perf_counter() - self.began
+
+    def done(self, what: str) -> None:
+        print(f"{what}: done after {self.seconds:.0f} s", flush=True)
+
+
+def mean_sd(values, digits: int = 3) -> str:
+    """``"mean ± sd"`` (sample standard deviation) with ``digits`` decimals; the mean alone for one value."""
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.{digits}f}" + (f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else "")

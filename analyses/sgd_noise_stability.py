@@ -32,7 +32,6 @@ skips what is done.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from landscape.pruning import (IMPResult, PruningHparams, RoundResult, iterative
                                run_masks)
 from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, Start
-from reproduction import invocation
+from reproduction import Progress, invocation
 
 NAME = "sgd_noise_stability"
 
@@ -382,14 +381,14 @@ def _yes(flag: bool) -> str:
 def main() -> None:
     run = invocation(NAME, __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
-    began = time.perf_counter()
+    progress = Progress()
     dense = dense_instability(setting, out)
-    print(f"dense instability: done after {time.perf_counter() - began:.0f} s", flush=True)
+    progress.done("dense instability")
     tickets = []
     for k in setting.ticket_rewinds:
         tickets.append(ticket_at_rewind(setting, k, out))
-        print(f"ticket rewound to {k}: done after {time.perf_counter() - began:.0f} s", flush=True)
-    seconds = time.perf_counter() - began
+        progress.done(f"ticket rewound to {k}")
+    seconds = progress.seconds
     dense_acc = dense_accuracies(dense, tickets)
     numbers = summary(setting, dense, tickets, dense_acc)
     ticket = merged(tickets)

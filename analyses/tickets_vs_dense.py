@@ -19,7 +19,6 @@ Everything is resumable: the runs live under ``--out`` and re-running skips what
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from landscape.plots.surface import save_figure
 from landscape.pruning import IMPResult, PruningHparams, iterative_magnitude_pruning, round_dir
 from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams
-from reproduction import invocation
+from reproduction import Progress, invocation, mean_sd
 
 
 @dataclass(frozen=True)
@@ -137,10 +136,10 @@ def report(setting: Setting, densities: np.ndarray, curves: dict[str, np.ndarray
         f"varies by ± {100 * dense.std(ddof=1):.1f} points over seeds, which makes 'matching' a loose criterion.", "",
         "![accuracy](tickets_vs_dense_accuracy.png)", "",
         "| weights left | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves),
-        f"| 100% (dense) | {_cell(dense)} |" + " |" * (len(curves) - 1),
+        f"| 100% (dense) | {mean_sd(100 * dense, 2)} |" + " |" * (len(curves) - 1),
     ]
     for i, d in enumerate(densities):
-        lines.append(f"| {100 * d:.1f}% | " + " | ".join(_cell(a[:, i]) for a in curves.values()) + " |")
+        lines.append(f"| {100 * d:.1f}% | " + " | ".join(mean_sd(100 * a[:, i], 2) for a in curves.values()) + " |")
     lines += ["", "Matching (mean within one standard deviation of the dense mean, at least 0.5 points) down to:", ""]
     for method, acc in curves.items():
         reached = matching_down_to(densities, acc, dense)
@@ -199,25 +198,20 @@ def _pp(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} points"
 
 
-def _cell(values: np.ndarray) -> str:
-    values = 100 * np.asarray(values, dtype=float)
-    return f"{values.mean():.2f}" + (f" ± {values.std(ddof=1):.2f}" if values.size > 1 else "")
-
-
 def main() -> None:
     run = invocation("tickets_vs_dense", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
-    began = time.perf_counter()
+    progress = Progress()
     results = []
     for seed in setting.seeds:
         results.append(run_seed(setting, seed, out))
-        print(f"seed {seed}: done after {time.perf_counter() - began:.0f} s", flush=True)
+        progress.done(f"seed {seed}")
     densities, curves, dense = accuracy_curves(results)
     imp0 = results[0]["late"]
     comparison = compare(round_dir(imp0.path, 0), imp0.path, out / "compare", settings=setting.compare,
                          rounds=setting.compare_rounds, progress=False)
     rows = [r for r in comparison.rows if r["kind"] in ("dense", "ticket", "random")]
-    seconds = time.perf_counter() - began
+    seconds = progress.seconds
     save_figure(plot_accuracy_vs_density({m: (densities, a) for m, a in curves.items()}, dense=dense,
                                          title=f"{setting.model} on MNIST-1D: IMP versus controls"),
                 figures / "tickets_vs_dense_accuracy.png")
