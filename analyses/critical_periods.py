@@ -302,10 +302,7 @@ def main() -> None:
     run = invocation("critical_periods", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     progress = Progress()
-    runs = []
-    for seed in setting.seeds:
-        runs.append(run_seed(setting, seed, out))
-        progress.done(f"seed {seed}")
+    runs = progress.each(setting.seeds, lambda seed: run_seed(setting, seed, out))
     summary = summarise(setting, runs)
     seconds = progress.seconds
     save_figure(plot_fisher(setting, runs, summary), figures / "critical_periods.png")

@@ -308,10 +308,8 @@ def main() -> None:
     run = invocation("index_vs_loss", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     progress = Progress()
-    points = []
-    for seed in setting.seeds:
-        points += measure_seed(setting, seed, out)
-        progress.done(f"seed {seed}")
+    points = [p for seed_points in progress.each(setting.seeds, lambda seed: measure_seed(setting, seed, out))
+              for p in seed_points]
     corr = correlations(points, setting.bootstrap)
     seconds = progress.seconds
     dim = points[0]["dim"]

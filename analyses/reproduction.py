@@ -57,6 +57,14 @@ class Progress:
     def done(self, what: str) -> None:
         print(f"{what}: done after {self.seconds:.0f} s", flush=True)
 
+    def each(self, seeds, measure) -> list:
+        """``[measure(seed) for seed in seeds]``, reporting the time after each seed."""
+        results = []
+        for seed in seeds:
+            results.append(measure(seed))
+            self.done(f"seed {seed}")
+        return results
+
 
 def mean_sd(values, digits: int = 3) -> str:
     """``"mean ± sd"`` (sample standard deviation) with ``digits`` decimals; the mean alone for one value."""

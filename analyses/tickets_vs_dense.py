@@ -202,10 +202,7 @@ def main() -> None:
     run = invocation("tickets_vs_dense", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     progress = Progress()
-    results = []
-    for seed in setting.seeds:
-        results.append(run_seed(setting, seed, out))
-        progress.done(f"seed {seed}")
+    results = progress.each(setting.seeds, lambda seed: run_seed(setting, seed, out))
     densities, curves, dense = accuracy_curves(results)
     imp0 = results[0]["late"]
     comparison = compare(round_dir(imp0.path, 0), imp0.path, out / "compare", settings=setting.compare,
