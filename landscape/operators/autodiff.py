@@ -132,8 +132,13 @@ def forward_mode_ready() -> bool:
 def backward_rows(outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor]) -> list[Tensor]:
     """For each row ``r``, the gradients of ``sum_i <outputs[i], cotangents[i][r]>`` w.r.t. ``inputs``
     (zeros for inputs the outputs do not depend on), one backward per row through the retained graph;
-    returned per input, stacked over rows: ``(rows, *input.shape)``."""
-    rows = [torch.autograd.grad(outputs, inputs, [c[r] for c in cotangents], retain_graph=True,
-                                allow_unused=True, materialize_grads=True)
+    returned per input, stacked over rows: ``(rows, *input.shape)``.
+
+    Each row differentiates the scalar inner product rather than passing ``grad_outputs``: the same
+    numbers, but ``torch.autograd.grad`` with tensor ``grad_outputs`` imports ``sympy`` (through
+    ``torch.fx.experimental.symbolic_shapes``) on first use, 0.25-0.6 s here, which was most of a small
+    model's first eigen solve (issue 17)."""
+    rows = [torch.autograd.grad(sum((o * c[r]).sum() for o, c in zip(outputs, cotangents)), inputs,
+                                retain_graph=True, allow_unused=True, materialize_grads=True)
             for r in range(cotangents[0].shape[0])]
     return [torch.stack(per_input) for per_input in zip(*rows)]
