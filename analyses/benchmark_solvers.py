@@ -651,7 +651,8 @@ def density_task(case: Case, cfg: Config) -> tuple[float, list[tuple[str, float,
     dens = density(A, steps=steps, runs=runs, seed=0)
     frac = dens.negative_fraction(tol)
     out.append(("landscape density", frac.value,
-                f"+- {frac.stderr:.3f} (stderr), quadrature bound {frac.quadrature:.3f}",
+                f"+- {frac.error:.3f} (95%: stderr {frac.stderr:.3f}, quadrature bound {frac.quadrature_error:.3f})"
+                + ("" if frac.reliable else ", unreliable"),
                 wasserstein(dens.nodes.numpy(), dens.weights.numpy(), case.evals), A.count))
     if HE is not None:
         op, count = he_counted(A.matvec, case.dim)

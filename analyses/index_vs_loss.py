@@ -139,8 +139,9 @@ def measure(model: nn.Module, loss_fn: nn.Module, data: tuple[Tensor, Tensor], s
     return {"loss": loss, "gradient_norm": float(grad.norm()), "dim": int(eigenvalues.numel()),
             "lambda_min": float(eigenvalues[0]), "lambda_max": float(eigenvalues[-1]),
             "index": {f"{tol:g}": float((eigenvalues < -tol * scale).double().mean()) for tol in TOLS},
-            "saddle_index": {"fraction": estimate.fraction, "stderr": estimate.stderr, "complete": estimate.complete,
-                             "quadrature": estimate.quadrature}}
+            "saddle_index": {"fraction": estimate.fraction, "error": estimate.error, "stderr": estimate.stderr,
+                             "quadrature_error": estimate.quadrature_error, "reliable": estimate.reliable,
+                             "reason": estimate.reason, "complete": estimate.complete}}
 
 
 def measure_seed(setting: Setting, seed: int, out: Path) -> list[dict[str, Any]]:
@@ -260,7 +261,7 @@ def report(setting: Setting, points: list[dict[str, Any]], corr: dict[str, dict[
         est = p["saddle_index"]
         lines.append(f"| {p['seed']} | {p['kind']} | {p['step']} | {p['loss']:.4f} | {p['gradient_norm']:.2e} | "
                      + " | ".join(f"{p['index'][f'{t:g}']:.4f}" for t in TOLS)
-                     + f" | {est['fraction']:.4f} ± {est['stderr']:.4f} |")
+                     + f" | {est['fraction']:.4f} ± {est['error']:.4f}{'' if est['reliable'] else ' (unreliable)'} |")
     lines += ["", "## Numbers", ""]
     for name, c in corr.items():
         lines.append(f"* Spearman ρ(loss, index at {TOL:g}), {name}: {c['rho']:.2f} ± {c['stderr']:.2f} "

@@ -10,8 +10,10 @@ with ``masks``), in loss (nats) per parameter²:
 * ``tr H`` with its standard error (:func:`landscape.linalg.trace`);
 * the spectral density (stochastic Lanczos quadrature, :func:`landscape.linalg.density`);
 * the saddle index, the fraction of eigenvalues below ``−tol |λ|_max`` (Dauphin et al. 2014;
-  :func:`landscape.instruments.saddle_index`, deflated by the eigenpairs above), with its standard error,
-  count, threshold and the quadrature bound on its resolution error;
+  :func:`landscape.instruments.saddle_index`, deflated by the eigenpairs above), with its total error
+  (``saddle_index_error``: 95% Student-t sampling error plus the quadrature bound on its resolution error,
+  ``saddle_index_quadrature_error``), standard error, ``saddle_index_reliable`` and ``saddle_index_reason``,
+  count and threshold;
 * the escape dimensions, the eigenpairs below ``−tol |λ|_max`` among the ``k`` smallest
   (:func:`landscape.instruments.escape_dimensions`; ``escape_complete`` says whether they are all of them);
 * flatness (:func:`landscape.instruments.flatness`): ``||H||_F``, the Occam term ``−½ Σ log(λ_i⁺ + δ)`` and the
@@ -45,8 +47,9 @@ from landscape.operators import Hessian
 from landscape.settings import Settings, setting
 
 CURVATURE_KEYS = ("weights", "top_eigenvalues", "top_residuals", "bottom_eigenvalues", "bottom_residuals",
-                  "eigs_converged", "trace", "trace_stderr", "saddle_index", "saddle_index_stderr", "saddle_count",
-                  "saddle_threshold", "saddle_quadrature", "escape_dimensions", "escape_eigenvalues",
+                  "eigs_converged", "trace", "trace_stderr", "saddle_index", "saddle_index_error",
+                  "saddle_index_stderr", "saddle_index_quadrature_error", "saddle_index_reliable",
+                  "saddle_index_reason", "saddle_count", "saddle_threshold", "escape_dimensions", "escape_eigenvalues",
                   "escape_complete", "frobenius", "frobenius_stderr", "occam", "occam_stderr", "effective_dim",
                   "effective_dim_stderr", "fisher_trace", "fisher_trace_stderr", "matvecs")
 
@@ -105,8 +108,10 @@ def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
              "top_residuals": top.residuals.tolist(), "bottom_eigenvalues": bottom.eigenvalues.tolist(),
              "bottom_residuals": bottom.residuals.tolist(), "eigs_converged": bool(top.converged and bottom.converged),
              "trace": tr.value, "trace_stderr": tr.stderr, "saddle_index": index.fraction,
-             "saddle_index_stderr": index.stderr, "saddle_count": index.count, "saddle_threshold": index.threshold,
-             "saddle_quadrature": index.quadrature, "escape_dimensions": escape.count,
+             "saddle_index_error": index.error, "saddle_index_stderr": index.stderr,
+             "saddle_index_quadrature_error": index.quadrature_error, "saddle_index_reliable": index.reliable,
+             "saddle_index_reason": index.reason, "saddle_count": index.count, "saddle_threshold": index.threshold,
+             "escape_dimensions": escape.count,
              "escape_eigenvalues": escape.eigenvalues.tolist(), "escape_complete": escape.complete,
              "frobenius": flat.frobenius, "frobenius_stderr": flat.frobenius_stderr, "occam": flat.occam,
              "occam_stderr": flat.occam_stderr, "effective_dim": flat.effective_dim,

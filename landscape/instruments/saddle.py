@@ -31,9 +31,12 @@ tol        deflated-slq    deflated-eigencount    slq             eigencount
 =========  ==============  =====================  ==============  ==============
 
 At ``tol=1e-4`` the threshold lies inside the bulk of near-zero eigenvalues and no method resolves it
-reliably (plain SLQ's small errors there are luck of node placement, not resolution). The standard error
-covers the probe noise only, not that resolution error (for SLQ bounded by ``quadrature``), which
-dominates at small ``tol``.
+reliably (plain SLQ's small errors there are luck of node placement, not resolution).
+
+Errors: ``error``, the ``±`` to read, is the total error of :mod:`landscape.linalg.uncertainty`: the
+sampling error across probes (``stderr``, times the 95% Student-t quantile) plus, for the SLQ methods, the
+quadrature bound ``quadrature_error`` (Chebyshev-Markov-Stieltjes, which at small ``tol`` dominates).
+When it exceeds half the fraction the result says ``reliable=False`` with the ``reason``.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from torch import Tensor
 
 from landscape.instruments.deflation import Deflated
 from landscape.linalg import Eigenpairs, SymmetricOperator, density, eigencount, eigs
+from landscape.linalg.uncertainty import format_estimate, reliability, total_error
 
 METHODS = ("deflated-slq", "deflated-eigencount", "slq", "eigencount")
 SCALE_TOL = 1e-2   # relative accuracy of |lambda|_max for the plain methods (it only places the threshold)
@@ -58,7 +62,18 @@ class SaddleIndex:
         fraction: ``count / dim``, the saddle index of Dauphin et al. (dimensionless).
         count: estimated number of eigenvalues below ``-threshold`` (an integer when ``complete``), clipped to
             ``[exact, dim]``.
-        stderr: standard error of ``fraction`` across random probes (0 when ``complete``).
+        error: the total error of ``fraction``, the ``±`` to read: ``t stderr + quadrature_error``, the
+            half-width of an interval meant to hold the exact fraction with probability at least 95% (``t`` the
+            Student-t quantile for ``samples - 1`` degrees of freedom; see :mod:`landscape.linalg.uncertainty`);
+            0 when ``complete``.
+        stderr: the sampling part alone, the standard error of ``fraction`` across random probes (0 when
+            ``complete``).
+        quadrature_error: for SLQ methods, a bound on the quadrature error of the estimated part in fraction
+            units (Chebyshev-Markov-Stieltjes, see :meth:`landscape.linalg.SpectralDensity.negative_fraction`);
+            ``None`` otherwise.
+        reliable: ``error <= 0.5 fraction`` or below one eigenvalue (``1/dim``); when ``False`` do not read
+            ``fraction`` as a number. reason: why not (empty when reliable).
+        samples: the probes (SLQ runs, Chebyshev probes) behind ``stderr``; 0 when ``complete``.
         tol: the relative tolerance asked; ``threshold = tol * scale`` (eigenvalue units, loss per
             parameter^2), ``scale`` the estimate of ``|lambda|_max``.
         method: one of ``METHODS``.
@@ -66,15 +81,17 @@ class SaddleIndex:
         complete: all eigenvalues below ``-threshold`` are among those found (the solve converged and fewer
             than the ``k`` asked were below it), so ``count`` is exact up to missed multiplicities.
         eigenvalues: those ``exact`` eigenvalues, ascending.
-        quadrature: for SLQ methods, a bound on the quadrature error of the estimated part in fraction
-            units (Chebyshev-Markov-Stieltjes, see :meth:`landscape.linalg.SpectralDensity.negative_fraction`);
-            ``None`` otherwise.
         dim: dimension of the operator. matvecs: products used by this call. converged: every eigen
             solve met its tolerance.
     """
     fraction: float
     count: float
+    error: float
     stderr: float
+    quadrature_error: float | None
+    reliable: bool
+    reason: str
+    samples: int
     tol: float
     threshold: float
     scale: float
@@ -82,10 +99,13 @@ class SaddleIndex:
     exact: int
     complete: bool
     eigenvalues: Tensor
-    quadrature: float | None
     dim: int
     matvecs: int
     converged: bool
+
+    def __str__(self) -> str:
+        """``"fraction ± error"``, or with ``" (unreliable: reason)"`` appended."""
+        return format_estimate(self.fraction, self.error, self.reliable, self.reason)
 
 
 def saddle_index(op: SymmetricOperator, tol: float = 1e-3, *, method: str = "deflated-slq", k: int = 20,
@@ -137,9 +157,10 @@ def saddle_index(op: SymmetricOperator, tol: float = 1e-3, *, method: str = "def
 
     below = bottom.eigenvalues[bottom.eigenvalues < -threshold]
     if bottom.converged and below.numel() < bottom.eigenvalues.numel():
-        return SaddleIndex(fraction=below.numel() / n, count=float(below.numel()), stderr=0.0, tol=tol,
+        return SaddleIndex(fraction=below.numel() / n, count=float(below.numel()), error=0.0, stderr=0.0,
+                           quadrature_error=None, reliable=True, reason="", samples=0, tol=tol,
                            threshold=threshold, scale=scale, method=method, exact=below.numel(), complete=True,
-                           eigenvalues=below, quadrature=None, dim=n, matvecs=matvecs, converged=converged)
+                           eigenvalues=below, dim=n, matvecs=matvecs, converged=converged)
     V, _ = torch.linalg.qr(torch.cat([top.eigenvectors, bottom.eigenvectors], dim=1))
     estimate = _estimate(Deflated(op, V), method.removeprefix("deflated-"), threshold, steps, runs, degree,
                          probes, seed)
@@ -157,9 +178,12 @@ def _end(pairs: Eigenpairs, index: int) -> Eigenpairs:
 
 @dataclass(frozen=True)
 class _Count:
+    """An estimated count of eigenvalues with its sampling stderr (count units), quadrature bound (fraction
+    units), probes and cost."""
     value: float
     stderr: float
-    quadrature: float | None
+    quadrature_error: float | None
+    samples: int
     matvecs: int
 
 
@@ -170,15 +194,22 @@ def _estimate(op: SymmetricOperator, method: str, threshold: float, steps: int, 
     if method == "slq":
         dens = density(op, steps=steps, runs=runs, seed=seed)
         mass = dens.negative_fraction(threshold)
-        return _Count(n * mass.value, n * mass.stderr, mass.quadrature, dens.matvecs)
+        return _Count(n * mass.value, n * mass.stderr, mass.quadrature_error, runs, dens.matvecs)
     count = eigencount(op, (-math.inf, -threshold), degree=degree, probes=probes, seed=seed)
-    return _Count(count.value, count.stderr, None, count.matvecs)
+    return _Count(count.value, count.stderr, None, probes, count.matvecs)
 
 
 def _result(estimate: _Count, exact: int, eigenvalues: Tensor, tol: float, threshold: float, scale: float,
             method: str, n: int, matvecs: int, converged: bool) -> SaddleIndex:
     count = min(max(exact + estimate.value, float(exact)), float(n))   # clipped to what is possible
-    return SaddleIndex(fraction=count / n, count=count, stderr=estimate.stderr / n, tol=tol, threshold=threshold,
-                       scale=scale, method=method, exact=exact, complete=False, eigenvalues=eigenvalues,
-                       quadrature=estimate.quadrature, dim=n, matvecs=matvecs + estimate.matvecs,
+    stderr = estimate.stderr / n
+    error = total_error(stderr, estimate.samples, estimate.quadrature_error)
+    reliable, reason = reliability(count / n, error, estimate.samples, estimate.quadrature_error, resolution=1 / n,
+                                   remedy="the threshold falls in a bulk of eigenvalues the Lanczos nodes do not "
+                                          "resolve; more steps, more deflated eigenpairs (k) or a larger tol "
+                                          "resolve it")
+    return SaddleIndex(fraction=count / n, count=count, error=error, stderr=stderr,
+                       quadrature_error=estimate.quadrature_error, reliable=reliable, reason=reason,
+                       samples=estimate.samples, tol=tol, threshold=threshold, scale=scale, method=method, exact=exact,
+                       complete=False, eigenvalues=eigenvalues, dim=n, matvecs=matvecs + estimate.matvecs,
                        converged=converged)

@@ -11,15 +11,49 @@ from torch import Tensor
 
 from landscape.linalg.lanczos import lanczos_tridiagonal
 from landscape.linalg.operator import Counted, SymmetricOperator
+from landscape.linalg.uncertainty import format_estimate, reliability, total_error
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean over independent runs, its standard error (sample standard deviation over sqrt(runs)), and,
-    where known, a bound on the quadrature's own error (``None`` otherwise)."""
+    """A mean over independent SLQ runs with its errors (:mod:`landscape.linalg.uncertainty`).
+
+    Attributes:
+        value: the mean over runs.
+        error: the total error, the ``±`` to read: ``t stderr + quadrature_error``, the half-width of an
+            interval meant to hold the exact value with probability at least
+            :data:`~landscape.linalg.uncertainty.COVERAGE` (95%), ``t`` the Student-t quantile for
+            ``runs - 1`` degrees of freedom.
+        stderr: the sampling part alone: sample standard deviation over runs divided by ``sqrt(runs)``.
+        quadrature_error: a deterministic bound on the Gauss quadrature's own error (counting, see
+            :meth:`SpectralDensity.negative_fraction`); ``None`` where none is known (smooth spectral sums,
+            whose quadrature is exact for polynomials of degree below ``2 steps`` and not bounded otherwise).
+        reliable: ``error <= 0.5 |value|`` (or below the quantity's resolution); when ``False``, do not read
+            ``value`` as a number. reason: why not (empty when reliable).
+        runs: the independent runs averaged.
+    """
     value: float
+    error: float
     stderr: float
-    quadrature: float | None = None
+    quadrature_error: float | None
+    reliable: bool
+    reason: str
+    runs: int
+
+    @classmethod
+    def of(cls, value: float, stderr: float, runs: int, quadrature_error: float | None = None,
+           resolution: float = 0.0) -> Estimate:
+        """The estimate with its total error and reliability from its parts."""
+        error = total_error(stderr, runs, quadrature_error)
+        reliable, reason = reliability(value, error, runs, quadrature_error, resolution,
+                                       remedy="more Lanczos steps, deflation (saddle_index) or a threshold "
+                                              "outside the bulk of eigenvalues resolve it")
+        return cls(value=value, error=error, stderr=stderr, quadrature_error=quadrature_error, reliable=reliable,
+                   reason=reason, runs=runs)
+
+    def __str__(self) -> str:
+        """``"value ± error"``, or with ``" (unreliable: reason)"`` appended."""
+        return format_estimate(self.value, self.error, self.reliable, self.reason)
 
 
 @dataclass(frozen=True)
@@ -37,10 +71,11 @@ class SpectralDensity:
         nodes, weights: ``(runs, steps)`` float64 tensors on the CPU.
         dim: ``n``. matvecs: products used.
 
-    ``stderr`` is across runs (the probe noise), itself estimated from ``runs`` samples, so it is rough when
-    a few outliers dominate a sum (e.g. ``tr A^2``). The quadrature's own error is separate: for counting
-    (a jump in ``f``) it is about the weight of the nodes next to the jump, which
-    :meth:`negative_fraction` reports as ``quadrature``; inside a dense bulk it dominates.
+    Each :class:`Estimate` carries its total ``error``: the sampling error across runs (the probe noise,
+    ``stderr``, itself estimated from ``runs`` samples, so rough when a few outliers dominate a sum, e.g.
+    ``tr A^2``) and, for counting (a jump in ``f``), the quadrature's own error, bounded by the weight of
+    the nodes next to the jump (``quadrature_error``, see :meth:`negative_fraction`); inside a dense bulk
+    the latter dominates and the estimate is marked unreliable.
     """
     nodes: Tensor
     weights: Tensor
@@ -65,11 +100,14 @@ class SpectralDensity:
         """Fraction of eigenvalues below ``-tol`` (``tol`` in eigenvalue units, e.g. ``1e-3 * |lambda|_max``):
         the mean over runs of ``S_r = sum_k w_{r,k} [theta_{r,k} < -tol]``.
 
-        ``quadrature`` bounds the quadrature error: by the Chebyshev-Markov-Stieltjes inequalities (Szego,
-        "Orthogonal Polynomials", section 3.41) run ``r``'s own spectral measure of ``(-inf, -tol)`` lies in
-        ``[S_r - w_below, S_r + w_above]``, with ``w_below``, ``w_above`` the weights of the nodes next to
-        ``-tol`` on either side; the bound is the mean over runs of ``max(w_below, w_above)``. It is large
-        when ``-tol`` falls in a dense bulk of eigenvalues, which more ``steps`` resolve.
+        ``quadrature_error`` bounds the quadrature's own error: by the Chebyshev-Markov-Stieltjes
+        inequalities (Szego, "Orthogonal Polynomials", section 3.41) run ``r``'s own spectral measure of
+        ``(-inf, -tol)``, ``mu_r = v_r^T 1[A < -tol] v_r``, lies in ``[S_r - w_below, S_r + w_above]``, with
+        ``w_below``, ``w_above`` the weights of the nodes next to ``-tol`` on either side; so
+        ``|mean_r S_r - mean_r mu_r| <= mean_r max(w_below, w_above)``, the bound, and ``mean_r mu_r`` is the
+        unbiased Hutchinson-type estimate whose sampling error ``stderr`` describes. The bound is large when
+        ``-tol`` falls in a dense bulk of eigenvalues (most of the weight on a node next to it), which more
+        ``steps`` or deflation resolve; the estimate is then marked unreliable. Resolution: ``1/n``.
         """
         below = self.nodes < -tol                       # a prefix of each run's ascending nodes
         count = below.sum(dim=1, keepdim=True)
@@ -78,17 +116,19 @@ class SpectralDensity:
         w_below = torch.where(count > 0, (self.weights * (self.nodes == edge)).sum(dim=1, keepdim=True), 0.0)
         w_above = torch.where(count < steps, self.weights.gather(1, count.clamp(max=steps - 1)), 0.0)
         bound = torch.maximum(w_below, w_above)
-        return self._across_runs((self.weights * below).sum(dim=1), quadrature=float(bound.mean()))
+        return self._across_runs((self.weights * below).sum(dim=1), quadrature_error=float(bound.mean()),
+                                 resolution=1 / self.dim)
 
     def spectral_sum(self, f: Callable[[Tensor], Tensor]) -> Estimate:
         """``tr f(A) ~ n (1/runs) sum_r sum_k w_{r,k} f(theta_{r,k})``; ``f`` maps a float64 tensor elementwise
         (e.g. ``torch.abs``, ``lambda x: x**2``)."""
         return self._across_runs(self.dim * (self.weights * f(self.nodes)).sum(dim=1))
 
-    def _across_runs(self, per_run: Tensor, quadrature: float | None = None) -> Estimate:
+    def _across_runs(self, per_run: Tensor, quadrature_error: float | None = None,
+                     resolution: float = 0.0) -> Estimate:
         runs = per_run.numel()
-        return Estimate(value=float(per_run.mean()), stderr=float(per_run.std(correction=1)) / math.sqrt(runs),
-                        quadrature=quadrature)
+        return Estimate.of(float(per_run.mean()), float(per_run.std(correction=1)) / math.sqrt(runs), runs,
+                           quadrature_error, resolution)
 
 
 def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 0,

@@ -19,10 +19,11 @@ Instruments and the values of their records (errors in brackets):
   (:func:`landscape.linalg.eigs`);
 * ``trace``: ``value`` (``stderr``): the shared top eigenvalues plus Hutchinson on the deflated rest
   (:func:`landscape.instruments.deflation.deflated_trace`);
-* ``density``: the SLQ ``nodes`` and ``weights`` of each run, ``negative_fraction``
-  (``negative_fraction_stderr``) (:func:`landscape.linalg.density`);
-* ``saddle_index``: ``fraction`` (``stderr``), ``count``, ``threshold``, ``method``
-  (:func:`landscape.instruments.saddle_index`);
+* ``density``: the SLQ ``nodes`` and ``weights`` of each run, ``negative_fraction`` (``negative_fraction_error``),
+  the SLQ mass below 0, with ``negative_fraction_stderr``, ``negative_fraction_quadrature_error``,
+  ``negative_fraction_reliable`` and ``negative_fraction_reason`` (:func:`landscape.linalg.density`);
+* ``saddle_index``: ``fraction`` (``error``), ``count``, ``threshold``, ``method``, with ``stderr``,
+  ``quadrature_error``, ``reliable`` and ``reason`` (:func:`landscape.instruments.saddle_index`);
 * ``fisher_trace``: ``value`` (``stderr``), ``kind`` (:func:`landscape.instruments.fisher_trace`);
 * ``flatness``: ``lambda_max`` (``lambda_max_error``), ``trace``, ``frobenius``, ``occam``, ``effective_dim``
   (each with ``<name>_stderr``) (:func:`landscape.instruments.flatness`);
@@ -284,7 +285,10 @@ def _density(session: _Measurement) -> dict[str, Any]:
     dens = density(session.op, steps=s.density_steps, runs=s.density_runs, seed=s.seed)
     negative = dens.negative_fraction(0.0)
     return {"nodes": dens.nodes.tolist(), "weights": dens.weights.tolist(), "dim": dens.dim,
-            "negative_fraction": negative.value, "negative_fraction_stderr": negative.stderr}
+            "negative_fraction": negative.value, "negative_fraction_error": negative.error,
+            "negative_fraction_stderr": negative.stderr,
+            "negative_fraction_quadrature_error": negative.quadrature_error,
+            "negative_fraction_reliable": negative.reliable, "negative_fraction_reason": negative.reason}
 
 
 def _saddle(session: _Measurement) -> dict[str, Any]:
@@ -293,9 +297,10 @@ def _saddle(session: _Measurement) -> dict[str, Any]:
     bottom, _ = session.pairs("smallest")
     result = saddle_index(session.op, s.saddle_tol, method=s.saddle_method, steps=s.density_steps,
                           runs=s.density_runs, top=top, bottom=bottom, seed=s.seed)
-    return {"fraction": result.fraction, "stderr": result.stderr, "count": result.count, "tol": result.tol,
-            "threshold": result.threshold, "method": result.method, "exact": result.exact,
-            "complete": result.complete, "quadrature": result.quadrature}
+    return {"fraction": result.fraction, "error": result.error, "stderr": result.stderr,
+            "quadrature_error": result.quadrature_error, "reliable": result.reliable, "reason": result.reason,
+            "count": result.count, "tol": result.tol, "threshold": result.threshold, "method": result.method,
+            "exact": result.exact, "complete": result.complete}
 
 
 def _fisher(session: _Measurement) -> dict[str, Any]:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +21,8 @@ def test_index_is_exact_when_the_smallest_end_solver_finds_every_negative_eigenv
     exact = exact_count(eigenvalues, tol)
     assert 3 < exact < 25   # a saddle: a genuinely indefinite Hessian
     result = saddle_index(H, tol, k=25)
-    assert isinstance(result, SaddleIndex) and result.complete and result.stderr == 0.0
+    assert isinstance(result, SaddleIndex) and result.complete and result.stderr == 0.0 == result.error
+    assert result.reliable and result.reason == "" and result.quadrature_error is None
     assert result.count == exact == result.exact and result.fraction == exact / H.shape[0]
     torch.testing.assert_close(result.eigenvalues, eigenvalues[:exact], rtol=0, atol=1e-9)
     assert result.tol == tol and result.threshold == pytest.approx(tol * float(eigenvalues.abs().max()), rel=1e-9)
@@ -56,6 +58,42 @@ def test_estimated_index_is_within_its_standard_error_where_the_estimator_resolv
     assert not result.complete and result.exact == (3 if method.startswith("deflated") else 0)
     assert result.stderr > 0
     assert abs(result.count - exact) <= 4 * result.stderr * n + 0.5
+
+
+@pytest.mark.parametrize("method, steps", [("slq", 40), ("deflated-slq", 25)])
+@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+def test_index_error_covers_the_exact_index_of_a_small_model(tanh_problem, method, steps, tol):
+    """Float64 Hessian of the tanh MLP (57 parameters, many eigenvalues near 0): |fraction - exact| <= error in
+    all of 20 seeds (the sampling error alone misses in many), and a result that calls itself reliable has an
+    error at most half its fraction."""
+    H = hessian(*tanh_problem)
+    eigenvalues, _ = dense_spectrum(H)
+    exact = exact_count(eigenvalues, tol) / H.shape[0]
+    dense = MatrixOperator(H.to_dense())
+    results = [saddle_index(dense, tol, method=method, k=3, steps=steps, runs=5, seed=s) for s in range(20)]
+    assert all(abs(r.fraction - exact) <= r.error for r in results)
+    assert all(r.error <= 0.5 * r.fraction for r in results if r.reliable)
+    assert all(r.error >= r.quadrature_error + 2.776 * r.stderr - 1e-12 for r in results)
+
+
+@pytest.mark.parametrize("method", ["deflated-slq", "slq"])
+def test_index_with_the_bulk_at_the_threshold_is_unreliable_and_covered(method):
+    """The issue's failure (a saddle index 0.112 ± 0.003 with a quadrature bound of 0.744): 86% of the
+    eigenvalues straddle ``-1e-3 |lambda|_max``; every seed is marked unreliable, says why, and its error
+    covers the exact index."""
+    rng = np.random.default_rng(0)
+    n = 300
+    eigenvalues = np.sort(np.concatenate([50.0 * np.geomspace(1.0, 0.02, 12), -np.geomspace(2.0, 0.5, 8),
+                                          rng.normal(-0.05, 0.015, int(0.86 * n)),
+                                          rng.uniform(0.01, 1.0, n - 20 - int(0.86 * n))]))
+    exact = np.mean(eigenvalues < -0.05)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    A = MatrixOperator(Q @ torch.diag(torch.tensor(eigenvalues)) @ Q.T)
+    results = [saddle_index(A, 1e-3, method=method, k=10, steps=30, runs=5, seed=s) for s in range(6)]
+    assert np.mean([abs(r.fraction - exact) <= 2 * r.stderr for r in results]) < 0.5
+    for r in results:
+        assert not r.complete and abs(r.fraction - exact) <= r.error
+        assert not r.reliable and "quadrature error bound" in r.reason and "unreliable: " in str(r)
 
 
 def test_given_eigenpairs_are_reused_and_not_counted(tanh_problem):
