@@ -4,12 +4,20 @@ A run directory holds::
 
     config.json                          what identifies the run (written once, checked on resume)
     checkpoints/step_000100.safetensors  model state (parameters and buffers) at step 100
-    checkpoints/step_000100.state.pt     optimizer, RNG and loader state (tensors and plain data only)
+    checkpoints/step_000100.state.safetensors  optimizer, RNG, loader and callback state (tensors and plain data)
     metrics.jsonl                        one JSON object per line: {"step", "instrument", ...values}
 
 Every file is written to a temporary file in the same directory and moved into place with
-``os.replace``, so a crash leaves either the old file or the new one, never half of one. The sidecar is
-written before the weights, so a weights file marks a complete checkpoint.
+``os.replace``, so a crash leaves either the old file or the new one, never half of one (a killed
+writer's temporary files are removed by the next writer, :mod:`landscape.locking`); every file gets the
+permissions the user's umask gives a new file (0644 under the usual 022). The sidecar is written before
+the weights, so a weights file marks a complete checkpoint.
+
+Checkpoints are byte-for-byte reproducible: the same tensors and state give the same bytes in any process.
+The safetensors header's metadata is written in sorted key order, and the training state is not pickled
+but stored as a safetensors file whose tensors are named in a fixed traversal order and whose structure is
+key-sorted JSON in the metadata (:func:`encode_state`). Runs written before this format have a
+``step_N.state.pt`` sidecar (``torch.save``), which is still read, with ``weights_only=True``.
 
 Loading never unpickles code: weights come from safetensors, or from ``torch.load(weights_only=True)``
 for ``.pt``/``.pth`` files, and a state that does not fit a model fails naming the missing, unexpected
@@ -17,7 +25,6 @@ and mis-shaped keys.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -40,15 +47,32 @@ class CheckpointError(ValueError):
 
 
 class RunConfigError(ValueError):
-    """A run directory holds a run with a different configuration than the one asked for."""
+    """A run directory holds a run with a different configuration than the one asked for, or an unreadable one."""
+
+
+class FileFormatError(ValueError):
+    """A file that landscape reads back is not UTF-8 text, not JSON, or not the JSON it should hold."""
+
+
+def new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: ``0o666`` less the process's umask."""
+    try:   # Linux: read without changing it (os.umask can only be read by setting it)
+        status = Path("/proc/self/status").read_text()
+        umask = int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, fsync, ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, fsync, ``os.replace``),
+    with the permissions of :func:`new_file_mode`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode())   # mkstemp creates 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -64,12 +88,42 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def read_json(path: str | Path, expect: type | tuple[type, ...] = object, *,
+              fix: str = "move it away or delete it") -> Any:
+    """The JSON value in ``path``, checked to be an instance of ``expect`` (e.g. ``dict``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: the file is not UTF-8, not JSON, or holds another kind of value; the message names
+            the file, the problem and ``fix``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FileFormatError(f"{path} is not UTF-8 text (byte {e.start}): {fix}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileFormatError(f"{path} is not valid JSON ({e}): {fix}") from None
+    if not isinstance(value, expect):
+        kinds = expect if isinstance(expect, tuple) else (expect,)
+        raise FileFormatError(f"{path} holds a JSON {_json_kind(value)} where a JSON "
+                              f"{' or '.join(_json_kind(k()) for k in kinds)} was expected: {fix}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
 def cached_json(path: str | Path, compute: Callable[[], Any]) -> Any:
     """``compute()``'s JSON-serialisable result, written atomically to ``path`` the first time and read back
     from it on later calls: a measurement an interrupted script made is not made again."""
     path = Path(path)
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path, fix="delete it to measure again")
     result = compute()
     atomic_write_json(path, result)
     return result
@@ -92,23 +146,127 @@ class Checkpoint:
 
 
 def sidecar_path(path: str | Path) -> Path:
-    """The training-state file that goes with the weights file ``path`` (``x.safetensors`` -> ``x.state.pt``)."""
+    """The training-state file that goes with the weights file ``path``
+    (``x.safetensors`` -> ``x.state.safetensors``)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(path.suffix) + ".state.safetensors")
+
+
+def legacy_sidecar_path(path: str | Path) -> Path:
+    """The ``torch.save`` training-state file of runs written before :func:`sidecar_path`'s format
+    (``x.safetensors`` -> ``x.state.pt``), read with ``weights_only=True`` when the new one is absent."""
     path = Path(path)
     return path.with_name(path.name.removesuffix(path.suffix) + ".state.pt")
 
 
+def deterministic_safetensors(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
+    """``safetensors.torch.save(tensors, metadata)`` with the metadata in sorted key order, so that equal
+    inputs give equal bytes in every process (the library writes the metadata in hash order, which varies
+    from one process to the next). Tensor entries keep the library's order (by alignment, then name); the
+    header is padded with spaces to a multiple of 8 bytes, as the library does."""
+    blob = safetensors_bytes(dict(tensors), metadata=dict(metadata))
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + length])
+    header.pop("__metadata__", None)
+    text = json.dumps({"__metadata__": dict(sorted(metadata.items())), **header}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + length:]
+
+
+_TAGS = ("__tensor__", "__tuple__", "__pairs__")
+
+
+def encode_state(state: Any) -> tuple[Any, dict[str, Tensor]]:
+    """A training state (nested dicts, lists and tuples of tensors, numbers, strings, booleans and ``None``,
+    e.g. an optimizer's ``state_dict()``) as a JSON-ready skeleton and the tensors it refers to.
+
+    Dicts with string keys become JSON objects; tensors ``{"__tensor__": name}`` (``name`` numbers them in
+    the order of a traversal with sorted keys); tuples ``{"__tuple__": [...]}``; dicts with other keys (an
+    optimizer's parameter indices) ``{"__pairs__": [[key, value], ...]}`` sorted by key. Floats are written
+    by ``repr`` and read back exactly (``NaN`` and ``Infinity`` included). :func:`decode_state` inverts it.
+    """
+    tensors: dict[str, Tensor] = {}
+
+    def encode(value: Any, where: str) -> Any:
+        if isinstance(value, Tensor):
+            name = f"t{len(tensors)}"
+            tensors[name] = value.detach().to("cpu", copy=True).contiguous()
+            return {"__tensor__": name}
+        if isinstance(value, tuple):
+            return {"__tuple__": [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, Mapping):
+            keys = list(value)
+            if all(isinstance(k, str) for k in keys) and not any(k in _TAGS for k in keys):
+                return {k: encode(value[k], f"{where}.{k}") for k in sorted(keys)}
+            if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys):
+                raise TypeError(f"cannot save the training state: {where} has keys other than strings and integers")
+            order = sorted(keys, key=lambda k: (isinstance(k, str), k))
+            return {"__pairs__": [[k, encode(value[k], f"{where}[{k!r}]")] for k in order]}
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"cannot save the training state: {where} is a {type(value).__name__}; only tensors, "
+                        f"numbers, strings, booleans, None, lists, tuples and dicts can be saved")
+
+    return encode(state, "state"), tensors
+
+
+def decode_state(skeleton: Any, tensors: Mapping[str, Tensor]) -> Any:
+    """The state that :func:`encode_state` encoded as ``skeleton`` and ``tensors``."""
+    if isinstance(skeleton, list):
+        return [decode_state(v, tensors) for v in skeleton]
+    if isinstance(skeleton, dict):
+        if set(skeleton) == {"__tensor__"}:
+            return tensors[skeleton["__tensor__"]]
+        if set(skeleton) == {"__tuple__"}:
+            return tuple(decode_state(v, tensors) for v in skeleton["__tuple__"])
+        if set(skeleton) == {"__pairs__"}:
+            return {k: decode_state(v, tensors) for k, v in skeleton["__pairs__"]}
+        return {k: decode_state(v, tensors) for k, v in skeleton.items()}
+    return skeleton
+
+
+def save_state(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Write a training state (see :func:`encode_state`) to ``path`` atomically as safetensors: the tensors,
+    and the structure as key-sorted JSON in the metadata under ``"state"``; byte-for-byte reproducible."""
+    skeleton, tensors = encode_state(dict(state))
+    metadata = {"format": "landscape-state-1", "state": json.dumps(skeleton, sort_keys=True, separators=(",", ":"))}
+    atomic_write_bytes(path, deterministic_safetensors(tensors, metadata))
+    return Path(path)
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """The training state that :func:`save_state` wrote to ``path``, its tensors on the CPU.
+
+    Raises:
+        CheckpointError: the file is corrupt or not a training-state file.
+    """
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = decode_state(json.loads(metadata["state"]), tensors)
+    except Exception as e:  # safetensors' own errors, a missing or malformed "state", an unknown tensor name
+        raise CheckpointError(f"training-state file {path} is corrupt or not a landscape training state: "
+                              f"{type(e).__name__}: {e}; delete it and its weights file to resume from an earlier "
+                              f"checkpoint") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"training-state file {path} does not hold a dictionary")
+    return state
+
+
 def save_checkpoint(path: str | Path, model_state: Mapping[str, Tensor], state: Mapping[str, Any] | None = None,
                     *, step: int | None = None) -> Path:
-    """Save a model state dict as safetensors at ``path`` and, if given, ``state`` (optimizer, RNG, loader:
-    tensors, numbers, strings, lists and dicts only) beside it; both atomically, the sidecar first."""
+    """Save a model state dict as safetensors at ``path`` and, if given, ``state`` (optimizer, RNG, loader,
+    callbacks: see :func:`encode_state`) beside it (:func:`sidecar_path`); both atomically, the sidecar
+    first, both byte-for-byte reproducible."""
     path = Path(path)
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model_state.items()}
     if state is not None:
-        buffer = io.BytesIO()
-        torch.save({"step": step, **state}, buffer)
-        atomic_write_bytes(sidecar_path(path), buffer.getvalue())
+        save_state(sidecar_path(path), {"step": step, **state})
     metadata = {"format": "landscape-checkpoint-1"} | ({} if step is None else {"step": str(step)})
-    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+    atomic_write_bytes(path, deterministic_safetensors(tensors, metadata))
     return path
 
 
@@ -116,9 +274,11 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
                     map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint without unpickling code, and load it into ``model`` if one is given.
 
-    ``path`` is a ``.safetensors`` file (with its ``.state.pt`` sidecar if present) or a ``.pt``/``.pth``
-    file holding a state dict (or a dict with the state dict under ``state_dict``, ``model_state_dict`` or
-    ``model``), read with ``torch.load(weights_only=True)``.
+    ``path`` is a ``.safetensors`` file (with its training-state sidecar if present, :func:`sidecar_path`, or
+    the ``.state.pt`` of older runs) or a ``.pt``/``.pth`` file holding a state dict (or a dict with the state
+    dict under ``state_dict``, ``model_state_dict`` or ``model``), read with ``torch.load(weights_only=True)``.
+    The weights go to ``map_location``; the training state stays on the CPU (an optimizer's
+    ``load_state_dict`` moves it to its parameters' device, and RNG states must be CPU tensors).
 
     Raises:
         FileNotFoundError: no such file.
@@ -140,12 +300,14 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
     else:
         weights = _state_dict_in(_torch_load(path, map_location), path)
     state: dict[str, Any] = {}
-    side = sidecar_path(path)
+    side, legacy = sidecar_path(path), legacy_sidecar_path(path)
     if path.suffix == ".safetensors" and side.is_file():
-        state = _torch_load(side, map_location)
+        state = load_state(side)
+    elif path.suffix == ".safetensors" and legacy.is_file():
+        state = _torch_load(legacy, "cpu")
         if not isinstance(state, dict):
-            raise CheckpointError(f"training-state file {side} does not hold a dictionary")
-        step = state.pop("step", step)
+            raise CheckpointError(f"training-state file {legacy} does not hold a dictionary")
+    step = state.pop("step", step)
     if model is not None:
         load_model_state(model, weights, source=str(path))
     return Checkpoint(model=weights, state=state, step=step, path=path)
@@ -213,13 +375,18 @@ class Run:
         return self.path / "metrics.jsonl"
 
     def read_config(self) -> dict[str, Any] | None:
-        """The run's configuration, or ``None`` when none has been written."""
+        """The run's configuration, or ``None`` when none has been written.
+
+        Raises:
+            RunConfigError: config.json is not UTF-8, not JSON, or not a JSON object.
+        """
         if not self.config_path.is_file():
             return None
         try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise RunConfigError(f"{self.config_path} is not valid JSON: {e}") from e
+            return read_json(self.config_path, dict, fix="it is not a landscape run's config.json; repair it, or "
+                                                      "delete the run directory to start over")
+        except FileFormatError as e:
+            raise RunConfigError(str(e)) from None
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         """Write ``config.json`` atomically."""

@@ -41,7 +41,7 @@ def test_checkpoint_round_trip_restores_weights_buffers_and_training_state(tmp_p
     saved, loaded = state["optimizer"]["state"], restored.state_dict()["state"]
     assert len(saved) == len(loaded) == 6
     assert all(torch.equal(saved[i]["momentum_buffer"], loaded[i]["momentum_buffer"]) for i in saved)
-    assert sidecar_path(path).name == "step_000002.state.pt"
+    assert sidecar_path(path).name == "step_000002.state.safetensors"
 
 
 def test_state_that_does_not_fit_names_missing_unexpected_and_misshaped_keys(tmp_path):

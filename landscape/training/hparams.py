@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from landscape.runs import Run, RunConfigError
 from landscape.settings import Settings, setting
 
 _LENGTH = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
@@ -57,6 +58,7 @@ class Hparams(Settings):
                                   "step only)", identity=False)
 
     def __post_init__(self) -> None:
+        self.check_types()
         for name in ("model_kwargs", "data_kwargs"):
             value = getattr(self, name)
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -123,11 +125,34 @@ class Hparams(Settings):
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> Hparams:
-        """The hyperparameters recorded in a run directory's config.json."""
-        path = Path(run_dir) / "config.json"
-        if not path.is_file():
+        """The hyperparameters recorded in a run directory's config.json.
+
+        Raises:
+            FileNotFoundError: ``run_dir`` has no config.json.
+            RunConfigError: config.json is unreadable (not UTF-8, not JSON, not an object) or its ``hparams``
+                are missing or invalid; the message names the file.
+        """
+        run = Run(run_dir)
+        config = run.read_config()
+        if config is None:
             raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json")
-        return cls.from_dict(json.loads(path.read_text())["hparams"])
+        return cls.from_config(config, run.config_path)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], path: str | Path) -> Hparams:
+        """The hyperparameters under ``"hparams"`` in a run's configuration ``config``, read from ``path``.
+
+        Raises:
+            RunConfigError: they are missing, not an object, or invalid (naming ``path`` and the problem).
+        """
+        values = config.get("hparams")
+        fix = "it is not the config.json of a landscape training run; repair it, or delete the run directory"
+        if not isinstance(values, dict):
+            raise RunConfigError(f"{path} has no 'hparams' object (it holds {values!r}): {fix}")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as e:
+            raise RunConfigError(f"{path}: {e}; {fix}") from None
 
     @property
     def key(self) -> str:
