@@ -32,9 +32,3 @@ def torch_device(spec: str | torch.device | None = None) -> torch.device:
 def widest_float(device: torch.device) -> torch.dtype:
     """The widest floating-point type ``device`` computes in: float64, except on MPS (float32 only)."""
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
-
-
-def widest_float(device: torch.device | str) -> torch.dtype:
-    """The widest floating-point dtype ``device`` computes in, for checks and accumulators: ``torch.float64``,
-    or ``torch.float32`` on MPS, which has no float64."""
-    return torch.float32 if torch.device(device).type == "mps" else torch.float64
