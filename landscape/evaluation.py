@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
+from landscape.devices import widest_float
 from landscape.state import model_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -38,23 +39,26 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Any, *, training: bool = F
     ``training=True`` and its modes are restored afterwards.
 
     The loss is the sample-weighted mean over batches, i.e. the loss of the whole data set, not the
-    mean of per-batch means.
+    mean of per-batch means. Sums accumulate on the model's device (float64 where it has it) and are read
+    once at the end: no host synchronisation per batch.
     """
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    total_loss, correct, samples, labelled = 0.0, 0, 0, True
+    total_loss = torch.zeros((), dtype=widest_float(device), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    samples, labelled = 0, True
     with model_mode(model, training):
         for batch in as_batches(data):
             x, y = to_device(batch, device, dtype)
             out = model(x)
             n = int(x.shape[0])
-            total_loss += float(loss_fn(out, y)) * n
+            total_loss += loss_fn(out, y).to(total_loss.dtype) * n
             samples += n
             if labelled and is_classification(out, y):
-                correct += int((out.argmax(dim=1) == y).sum())
+                correct += (out.argmax(dim=1) == y).sum()
             else:
                 labelled = False
-    loss = total_loss / samples
+    loss = float(total_loss) / samples
     if not math.isfinite(loss):
         raise FloatingPointError(f"the loss is not finite ({loss}) over the data given")
-    return Evaluation(loss=loss, accuracy=correct / samples if labelled else None, samples=samples)
+    return Evaluation(loss=loss, accuracy=int(correct) / samples if labelled else None, samples=samples)
