@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.analyze import Analysis
+from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.analysis import measure_series, plot_eigenvalues, plot_measures
 from landscape.plots.pruning import plot_spectral_densities
 from landscape.plots.surface import plot_interpolation, save_figure
@@ -22,8 +23,9 @@ from landscape.runs import atomic_write_bytes
 CAPTIONS = {
     "spectral_density": "Hessian spectral densities (SLQ, Gaussian-smoothed, log density axis).",
     "eigenvalues": "Largest and smallest Hessian eigenvalues; error bars are the Lanczos residuals.",
-    "measures": "Hessian trace, saddle index, empirical-Fisher trace and effective dimensionality, ± one "
-                "standard error.",
+    "measures": "Hessian trace, empirical-Fisher trace and effective dimensionality, ± one standard error; saddle "
+                "index ± its total error (95% sampling error plus the quadrature bound), hollow where that error "
+                "exceeds half the value (unreliable).",
     "interpolation": "Test loss and error (train, for data without a test split) along the straight paths between "
                      "consecutive checkpoints.",
 }
@@ -39,7 +41,8 @@ def draw_figures(analysis: Analysis) -> dict[str, Path]:
                                         [c["top_residuals"] for c in cps], [c["bottom_eigenvalues"] for c in cps],
                                         [c["bottom_residuals"] for c in cps]),
         "measures": plot_measures(labels, steps, {"Hessian trace": measure_series(cps, "trace"),
-                                                  "saddle index (fraction)": measure_series(cps, "saddle_index"),
+                                                  "saddle index (fraction)": measure_series(cps, "saddle_index",
+                                                                                            error="error"),
                                                   "empirical Fisher trace": measure_series(cps, "fisher_trace"),
                                                   "effective dimensionality": measure_series(cps, "effective_dim")}),
     }
@@ -69,12 +72,17 @@ def render(analysis: Analysis, relative_to: str | Path | None = None, heading: s
             f"{c['top_eigenvalues'][0]:.4g} ± {c['top_residuals'][0]:.1g}",
             f"{c['bottom_eigenvalues'][0]:.4g} ± {c['bottom_residuals'][0]:.1g}",
             f"{c['trace']:.4g} ± {c['trace_stderr']:.2g}",
-            f"{c['saddle_index']:.3g} ± {c['saddle_index_stderr']:.1g}",
+            format_estimate(c["saddle_index"], c["saddle_index_error"], c["saddle_index_reliable"], reason=None),
             f"{c['escape_dimensions']}{'' if c['escape_complete'] else '+'}",
             f"{c['fisher_trace']:.4g}", *(f"{c[k]:.4g} ± {c[k + '_stderr']:.2g}"
                                           for k in ("frobenius", "occam", "effective_dim"))]) + " |")
-    lines += ["", "Escape dimensions: eigenvalues below −tol·|λ|max among the smallest computed; “+”: there may "
-              "be more (all computed ones were below)."]
+    lines += ["", "Saddle index ± its total error: the 95% Student-t sampling error across SLQ runs plus the "
+              "bound on the quadrature's own error (see the README, “What converged, tol and ± mean”). Escape "
+              "dimensions: eigenvalues below −tol·|λ|max among the smallest computed; “+”: there may be more (all "
+              "computed ones were below)."]
+    unreliable = [c for c in analysis.checkpoints if not c["saddle_index_reliable"]]
+    if unreliable:
+        lines += ["", *(f"- Saddle index at {c['label']} unreliable: {c['saddle_index_reason']}." for c in unreliable)]
     if analysis.pairs:
         lines += ["", "| path | test-error barrier above the chord | Frankle barrier | train-loss barrier above "
                       "the chord |", "|---|---|---|---|"]

@@ -10,6 +10,8 @@ import landscape.analyze as analyze_module
 from landscape.cli import analyze as cli_analyze
 from landscape.analyze import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings, analyze, checkpoint_files
 from landscape.data.registry import load_dataset
+from landscape.linalg.uncertainty import format_estimate
+from landscape.plots.analysis import plot_measures
 from landscape.runs import load_checkpoint
 from landscape.training import Hparams, init_model, train
 
@@ -60,6 +62,26 @@ def test_analyze_writes_json_figures_and_report_linking_them(tiny_run, tmp_path,
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert matplotlib.image.imread(path).shape[0] > 100
         assert f"![{name}](figures/{path.name})" in report
+    for record in saved["checkpoints"]:   # the saddle index is printed with its total error, or marked
+        assert record["saddle_index_error"] >= record["saddle_index_stderr"] >= 0
+        cell = format_estimate(record["saddle_index"], record["saddle_index_error"], record["saddle_index_reliable"],
+                               reason=None)
+        assert f"| {cell} |" in report
+        assert (f"- Saddle index at {record['label']} unreliable: {record['saddle_index_reason']}." in report) == (
+            not record["saddle_index_reliable"])
+
+
+def test_measures_plot_draws_unreliable_points_hollow_with_a_legend_entry():
+    fig = plot_measures(["a", "b", "c"], [0, 10, 20], {"trace": ([1.0, 2.0, 3.0], [0.1, 0.1, None]),
+                                                       "saddle index": ([0.1, 0.2, 0.3], [0.01, 0.5, 0.02],
+                                                                        [True, False, None])})
+    trace_ax, saddle_ax = fig.axes
+    assert trace_ax.get_legend() is None
+    assert [t.get_text() for t in saddle_ax.get_legend().get_texts()] == ["unreliable (error > ½ value)"]
+    hollow = [line for line in saddle_ax.lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [10.0] and list(hollow[0].get_ydata()) == [0.2]
+    filled = [line for line in saddle_ax.lines if line.get_marker() == "o" and line not in hollow]
+    assert [list(line.get_xdata()) for line in filled] == [[0.0, 20.0]]
 
 
 def test_analyze_resumes_and_recomputes_nothing_already_written(tiny_run, tmp_path, monkeypatch, one_thread):

@@ -60,14 +60,16 @@ def plot_eigenvalues(labels: Sequence[str], steps: Sequence[int | None], top: Se
 
 
 def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
-                  measures: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]], *,
+                  measures: Mapping[str, tuple[Sequence[float | None], ...]], *,
                   xscale: str = "linear", title: str | None = None) -> Figure:
-    """Scalar measures at each checkpoint with their standard errors, one panel per measure.
+    """Scalar measures at each checkpoint with their errors, one panel per measure.
 
     Args:
         labels, steps: one per checkpoint (see :func:`plot_eigenvalues`).
-        measures: ``{axis label: (values, stderrs)}``; ``None`` entries are not drawn. A panel uses a log scale
-            when its values are positive and span more than a factor of 10.
+        measures: ``{axis label: (values, errors)}`` or ``(values, errors, reliable)``; ``None`` entries are
+            not drawn (no bar for a ``None`` error). Points whose ``reliable`` is ``False`` (a result that
+            says its error is too large to read it as a number) are drawn hollow, with a legend entry. A panel
+            uses a log scale when its values are positive and span more than a factor of 10.
         xscale: matplotlib scale of the step axis, e.g. ``"symlog"`` for log-spaced steps that include 0.
     """
     if not measures:
@@ -75,10 +77,14 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
     x, xlabel, categorical = _positions(labels, steps)
     fig = _figure(4.2 * len(measures), 3.5)
     axes = np.atleast_1d(fig.subplots(1, len(measures)))
-    for i, (ax, (label, (values, errors))) in enumerate(zip(axes, measures.items())):
+    for i, (ax, (label, (values, errors, *flags))) in enumerate(zip(axes, measures.items())):
         v = np.array([np.nan if a is None else a for a in values], dtype=float)
         e = np.array([0.0 if b is None else b for b in errors], dtype=float)
-        ax.errorbar(x, v, yerr=e, fmt="-o", ms=3.5, lw=1.3, capsize=2, color=f"C{i}")
+        unreliable = np.array([f is False for f in flags[0]] if flags else [False] * v.size)
+        ax.errorbar(x, v, yerr=e, fmt="-", lw=1.3, capsize=2, color=f"C{i}")
+        ax.plot(x[~unreliable], v[~unreliable], "o", ms=3.5, color=f"C{i}")
+        if unreliable.any():
+            draw_unreliable(ax, x[unreliable], v[unreliable], f"C{i}")
         finite = v[np.isfinite(v)]
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
             ax.set_yscale("log")
@@ -99,6 +105,16 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
     return fig
 
 
-def measure_series(checkpoints: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
-    """The values of ``key`` and ``key + "_stderr"`` across checkpoint records (``None`` where absent)."""
-    return [c.get(key) for c in checkpoints], [c.get(f"{key}_stderr") for c in checkpoints]
+def draw_unreliable(ax, x: Any, y: Any, color: str) -> None:
+    """Hollow markers over points whose result says it is unreliable, labelled for the legend (shown)."""
+    ax.plot(x, y, "o", ms=5, mfc="white", mec=color, mew=1.2, ls="none",
+            label="unreliable (error > ½ value)")
+    ax.legend(fontsize=7)
+
+
+def measure_series(checkpoints: Sequence[Mapping[str, Any]], key: str,
+                   error: str = "stderr") -> tuple[list[Any], list[Any], list[Any]]:
+    """The values of ``key``, ``key + "_" + error`` (e.g. ``"stderr"``, or ``"error"`` for a total error) and
+    ``key + "_reliable"`` across checkpoint records (``None`` where absent)."""
+    return ([c.get(key) for c in checkpoints], [c.get(f"{key}_{error}") for c in checkpoints],
+            [c.get(f"{key}_reliable") for c in checkpoints])
