@@ -39,12 +39,11 @@ from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoin
 from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.data.batches import chunked
 from landscape.data.registry import Dataset, load_dataset
-from landscape.devices import torch_device
 from landscape.distributed import check_group
 from landscape.evaluation import evaluate
 from landscape.linalg import SpectralDensity
 from landscape.models import build_model, model_names
-from landscape.runs import Run, atomic_write_json, load_checkpoint, read_json
+from landscape.runs import Run, atomic_write_json, load_checkpoint
 from landscape.settings import setting
 from landscape.training import tensors_digest
 
@@ -149,7 +148,7 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
     from landscape.report import write_report  # the report draws on this module's results
 
     out_dir = Path(out_dir)
-    device = torch_device(device)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     files = checkpoint_files(targets, steps)
     subject = _Subject.build(model, data, loss_fn)
     rank, world_size = (0, 1) if process_group is None else check_group(process_group, device)
@@ -357,8 +356,10 @@ def _cached(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"checkpoints": {key: result}, "pairs": {key: result}}`` from an earlier ``analysis.json``."""
     if not path.is_file():
         return {"checkpoints": {}, "pairs": {}}
-    saved = read_json(path, dict, fix="it is not an analysis written by landscape; move it away or write the "
-                                      "analysis to another directory")
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {"checkpoints": {}, "pairs": {}}
     if saved.get("format") != FORMAT:
         return {"checkpoints": {}, "pairs": {}}
     return {kind: {r["key"]: {k: v for k, v in r.items() if k not in ("label", "a", "b")}
