@@ -327,3 +327,18 @@ def test_learning_rate_schedule_warms_up_then_steps_at_milestones():
     hp = Hparams(lr=1.0, warmup_steps=4, milestones=(10, 20), gamma=0.5)
     assert [hp.lr_at(s) for s in (0, 1, 3, 4, 9, 10, 19, 20)] == [0.25, 0.5, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
     assert hp.total_steps(40) == 3000 and Hparams(steps="10ep").total_steps(40) == 400
+
+
+def test_training_reads_the_loss_on_the_host_once_per_interval_not_per_step(tmp_path, host_syncs):
+    quiet = dict(eval_every=0, checkpoint_every=0)
+    run(tiny(steps="10it", **quiet), tmp_path / "a")
+    short = host_syncs.count
+    host_syncs.count = 0
+    run(tiny(steps="49it", **quiet), tmp_path / "b")
+    assert host_syncs.count - short <= 2, f"{host_syncs.count - short} more host reads for 39 more steps"
+
+
+def test_a_loss_that_diverges_between_checks_names_its_first_step(tmp_path):
+    regression = {"data_kwargs": {"train_size": 96, "test_size": 32, "num_classes": None}, "lr": 1e8}
+    with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf) at step \d+ .*lower the learning rate"):
+        run(tiny(eval_every=0, steps="120it", **regression), tmp_path)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -66,6 +65,7 @@ from landscape.training.hparams import Hparams
 
 Callback = Callable[[nn.Module, int, Run], None]
 _EVAL_BATCH = 1024
+_SYNC_EVERY = 50   # steps between reads of the training loss on the host (divergence check, progress bar)
 _CONFIG_FORMAT = 1
 
 
@@ -230,7 +230,9 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
             session.update(step)
             step += 1
             bar.update(1)
-            bar.set_postfix(session.progress, refresh=False)
+            if step % _SYNC_EVERY == 0:   # the only host synchronisation between hooks that need one
+                session.check_finite()
+                bar.set_postfix(session.progress, refresh=False)
         bar.close()
     final = {split: evaluate(session.model, session.loss_fn, data) for split, data in session.evaluation.items()}
     return TrainResult(run=session.run, model=session.model, hparams=hparams, steps=session.total,
@@ -252,13 +254,23 @@ class _Session:
     device: torch.device
     evaluation: dict[str, list[tuple[Tensor, Tensor]]]
     total: int
-    shown: dict[str, float] = field(default_factory=dict)
+    shown: dict[str, float | Tensor] = field(default_factory=dict)
+    nonfinite_step: Tensor | None = None   # first step with a non-finite training loss (-1: none), on the device
+    nonfinite_loss: Tensor | None = None   # that loss
 
     @property
     def progress(self) -> dict[str, str]:
         """The progress bar's postfix: smoothed batch loss and accuracy, last test loss and accuracy."""
         order = ("loss", "acc", "test_loss", "test_acc")
-        return {k: f"{self.shown[k]:.3f}" for k in order if k in self.shown}
+        return {k: f"{float(self.shown[k]):.3f}" for k in order if k in self.shown}
+
+    def check_finite(self) -> None:
+        """Raise if a training loss since the last check was NaN or infinite, naming the first such step
+        (one host synchronisation)."""
+        step = -1 if self.nonfinite_step is None else int(self.nonfinite_step)
+        if step >= 0:
+            raise FloatingPointError(f"training loss is {float(self.nonfinite_loss)} at step {step} (lr "
+                                     f"{self.hparams.lr_at(step):g}): lower the learning rate or add warm-up")
 
     @classmethod
     def build(cls, hparams: Hparams, run: Run, masks: Mapping[str, Tensor] | None, device: torch.device) -> _Session:
@@ -310,6 +322,7 @@ class _Session:
         due (``eval_every``, ``checkpoint_every``)."""
         hp = self.hparams
         if log_evaluation or (hp.eval_every and step % hp.eval_every == 0):
+            self.check_finite()
             for split, data in self.evaluation.items():
                 result = evaluate(self.model, self.loss_fn, data)
                 self.run.log({"step": step, "instrument": split, "loss": result.loss, "accuracy": result.accuracy,
@@ -321,6 +334,7 @@ class _Session:
         for callback in callbacks:
             callback(self.model, step, self.run)
         if checkpoint or (hp.checkpoint_every and step % hp.checkpoint_every == 0):
+            self.check_finite()
             self.run.save_checkpoint(step, self.model.state_dict(), {
                 "optimizer": self.optimizer.state_dict(), "loader": self.loader.state_dict(),
                 "rng": _get_rng(self.device), "lr": hp.lr_at(step)})
@@ -334,10 +348,7 @@ class _Session:
         self.optimizer.zero_grad(set_to_none=True)
         out = self.model(x)
         loss = self.loss_fn(out, y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"training loss is {value} at step {step} (lr {lr:g}): lower the learning "
-                                     f"rate or add warm-up")
+        self._watch(step, loss.detach())
         loss.backward()
         named = dict(self.model.named_parameters())
         for name, mask in self.masks.items():
@@ -346,12 +357,21 @@ class _Session:
         self.optimizer.step()
         if self.masks:
             _apply(self.model, self.masks)
-        self._smooth("loss", value)
+        self._smooth("loss", loss.detach())
         if out.ndim == 2 and y.ndim == 1:
-            self._smooth("acc", float((out.argmax(1) == y).float().mean()))
+            self._smooth("acc", (out.argmax(1) == y).to(loss.dtype).mean())
 
-    def _smooth(self, name: str, value: float) -> None:
-        """Exponential moving average (over about 20 steps) shown in the progress bar."""
+    def _watch(self, step: int, loss: Tensor) -> None:
+        """Remember, on the device, the first step whose loss is not finite (:meth:`check_finite` reads it)."""
+        if self.nonfinite_step is None:
+            self.nonfinite_step = torch.full((), -1, dtype=torch.int64, device=loss.device)
+            self.nonfinite_loss = torch.zeros_like(loss)
+        first = (self.nonfinite_step < 0) & ~torch.isfinite(loss)
+        self.nonfinite_step = torch.where(first, step, self.nonfinite_step)
+        self.nonfinite_loss = torch.where(first, loss, self.nonfinite_loss)
+
+    def _smooth(self, name: str, value: Tensor) -> None:
+        """Exponential moving average (over about 20 steps) shown in the progress bar, kept on the device."""
         self.shown[name] = value if name not in self.shown else 0.95 * self.shown[name] + 0.05 * value
 
 
