@@ -43,6 +43,7 @@ from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_bat
 from landscape.evaluation import evaluate
 from landscape.instability import instability
 from landscape.linalg import SpectralDensity
+from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.pruning import plot_accuracy_vs_density, plot_curvature_vs_density, plot_spectral_densities
 from landscape.plots.surface import save_figure
 from landscape.pruning.imp import IMPResult, load_imp
@@ -85,7 +86,8 @@ class Comparison:
     densities: dict[str, SpectralDensity]
 
     def markdown(self) -> str:
-        """The table in markdown: accuracies in %, barriers in percentage points of error."""
+        """The table in markdown: accuracies in %, barriers in percentage points of error; the saddle index
+        with its total error, marked and explained below the table where unreliable."""
         header = ("| network | weights left | test acc. | λ_max | λ_min | tr(H)/n | saddle index | tr(F)/n "
                   "| barrier to dense | instability | distance to dense |")
         lines = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -93,9 +95,16 @@ class Comparison:
             lines.append("| " + " | ".join([
                 r["name"], f"{100 * r['density']:.2f}%", _percent(r["test_accuracy"]), _number(r["lambda_max"]),
                 _number(r["lambda_min"]), _number(r["trace_per_weight"]),
-                _number(r["saddle_index"], r["saddle_index_stderr"]), _number(r["fisher_trace_per_weight"]),
+                format_estimate(r["saddle_index"], r["saddle_index_error"], r["saddle_index_reliable"], reason=None),
+                _number(r["fisher_trace_per_weight"]),
                 _points(r["barrier_to_dense"]), _points(r["instability"], r["instability_std"]),
                 _number(r["stability_distance"])]) + " |")
+        lines += ["", "Saddle index ± its total error (95% sampling error across SLQ runs plus the quadrature bound; "
+                      "see the README, “What converged, tol and ± mean”)."]
+        unreliable = [r for r in self.rows if not r["saddle_index_reliable"]]
+        if unreliable:
+            lines += ["", *(f"- Saddle index of {r['name']} unreliable: {r['saddle_index_reason']}."
+                            for r in unreliable)]
         return "\n".join(lines) + "\n"
 
     def save(self) -> None:

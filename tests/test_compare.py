@@ -5,6 +5,8 @@ import torch
 
 import landscape.compare as compare_module
 from landscape.compare import ROW_KEYS, CompareSettings, compare
+from landscape.linalg.uncertainty import format_estimate
+from landscape.plots.pruning import plot_curvature_vs_density
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir
 from landscape.training import Hparams
 
@@ -47,6 +49,12 @@ def test_compare_writes_every_row_key_to_json_and_markdown_with_figures(imp_dir,
     assert ticket["stability_distance"] > 0 and saved["rows"][2]["instability"] is None  # controls: no instability
     table = (out / "comparison.md").read_text()
     assert all(f"| {name} |" in table for name in names)
+    for row in saved["rows"]:   # the saddle index with its total error, marked and explained where unreliable
+        assert row["saddle_index_error"] >= row["saddle_index_stderr"] >= 0
+        cell = format_estimate(row["saddle_index"], row["saddle_index_error"], row["saddle_index_reliable"], reason=None)
+        assert f"| {cell} |" in table
+        assert (f"- Saddle index of {row['name']} unreliable: {row['saddle_index_reason']}." in table) == (
+            not row["saddle_index_reliable"])
     for figure in ("accuracy_vs_density", "spectral_density", "curvature_vs_density"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     assert len(result.rows) == 5 and set(result.densities) == set(names)
@@ -72,3 +80,17 @@ def test_cli_compare_prints_the_table(imp_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| dense |" in out and "| ticket_r02 |" in out and "ticket_r01" not in out and "random" not in out
     assert (tmp_path / "c" / "comparison.md").read_text().endswith(out.split("written to")[0])
+
+
+def test_curvature_against_density_draws_total_errors_and_unreliable_points_hollow():
+    rows = [{"kind": "dense", "density": 1.0, "saddle_index": 0.1, "saddle_index_error": 0.02,
+             "saddle_index_reliable": True},
+            *({"kind": "ticket", "density": d, "saddle_index": v, "saddle_index_error": e, "saddle_index_reliable": ok}
+              for d, v, e, ok in ((0.8, 0.12, 0.01, True), (0.64, 0.2, 0.3, False), (0.5, 0.1, 0.4, False)))]
+    ax = plot_curvature_vs_density(rows, {"saddle_index": "saddle index"}).axes[0]
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and sorted(hollow[0].get_ydata()) == [0.1, 0.2]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["dense", "ticket",
+                                                                          "unreliable (error > ½ value)"]
+    bars = [c for c in ax.containers if c.has_yerr]
+    assert len(bars) == 1 and len(bars[0].lines[2][0].get_segments()) == 3

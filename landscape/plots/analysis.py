@@ -105,10 +105,14 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
     return fig
 
 
+UNRELIABLE_LABEL = "unreliable (error > ½ value)"
+
+
 def draw_unreliable(ax, x: Any, y: Any, color: str) -> None:
-    """Hollow markers over points whose result says it is unreliable, labelled for the legend (shown)."""
+    """Hollow markers at points whose result says it is unreliable, with one legend entry per axes (shown)."""
+    labelled = UNRELIABLE_LABEL in ax.get_legend_handles_labels()[1]
     ax.plot(x, y, "o", ms=5, mfc="white", mec=color, mew=1.2, ls="none",
-            label="unreliable (error > ½ value)")
+            label="_nolegend_" if labelled else UNRELIABLE_LABEL)
     ax.legend(fontsize=7)
 
 

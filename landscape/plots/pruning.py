@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from landscape.linalg import SpectralDensity
+from landscape.plots.analysis import draw_unreliable
 from landscape.plots.surface import _figure
 
 REMAINING_LABEL = "weights remaining (%)"
@@ -100,7 +101,9 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
 
     Args:
         rows: records with ``"density"``, the ``group`` key and the measures (``None`` or missing: not drawn);
-            rows of the group ``"dense"`` are drawn as horizontal lines.
+            rows of the group ``"dense"`` are drawn as horizontal lines. A measure ``key`` with ``key + "_error"``
+            in the rows (a total error, e.g. the saddle index's) gets error bars (a band for dense), and points
+            whose ``key + "_reliable"`` is ``False`` are drawn hollow, with a legend entry.
         measures: ``{row key: axis label}``; a panel uses a log scale when its values are positive and span
             more than a factor of 10.
     """
@@ -114,16 +117,27 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
     for ax, (key, label) in zip(axes, measures.items()):
         drawn: list[float] = []
         for i, name in [(-1, "dense"), *enumerate(groups)]:
-            points = sorted((float(r["density"]), float(r[key])) for r in rows
-                            if str(r[group]) == name and r.get(key) is not None and np.isfinite(r[key]))
+            points = sorted(((float(r["density"]), float(r[key]), r.get(f"{key}_error"), r.get(f"{key}_reliable"))
+                             for r in rows if str(r[group]) == name and r.get(key) is not None
+                             and np.isfinite(r[key])), key=lambda p: p[:2])
             if not points:
                 continue
             x, y = (100 * np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+            error = np.array([np.nan if p[2] is None else p[2] for p in points], dtype=float)
+            unreliable = np.array([p[3] is False for p in points])
             drawn += y.tolist()
             if name == "dense":
-                ax.axhline(float(y.mean()), color="k", ls="--", lw=1, label="dense")
+                ax.axhline(float(y.mean()), color="k", ls="--", lw=1,
+                           label="dense (unreliable)" if unreliable.any() else "dense")
+                if np.isfinite(error).any():
+                    ax.axhspan(float(y.mean() - np.nanmax(error)), float(y.mean() + np.nanmax(error)), color="k",
+                               alpha=0.08, lw=0)
             else:
-                ax.plot(x, y, "-o", ms=3, lw=1.3, color=f"C{i}", label=name)
+                ax.errorbar(x, y, yerr=np.where(np.isfinite(error), error, 0.0) if np.isfinite(error).any() else None,
+                            fmt="-", lw=1.3, capsize=2, color=f"C{i}", label=name)
+                ax.plot(x[~unreliable], y[~unreliable], "o", ms=3, color=f"C{i}")
+                if unreliable.any():
+                    draw_unreliable(ax, x[unreliable], y[unreliable], f"C{i}")
         values = np.asarray(drawn)
         if values.size and values.min() > 0 and values.max() / values.min() > 10:
             ax.set_yscale("log")
