@@ -32,6 +32,9 @@ class ParamSpace:
     def __init__(self, model: nn.Module, params: Selection = None,
                  masks: Mapping[str, Tensor] | None = None):
         named = dict(model.named_parameters())
+        if isinstance(params, str):
+            raise TypeError(f"params must be a list of parameter names or a predicate, got the string {params!r}: "
+                            f"write params=[{params!r}]")
         if params is None:
             names = [n for n, p in named.items() if p.requires_grad]
         elif callable(params):
@@ -45,6 +48,10 @@ class ParamSpace:
             raise ValueError("no trainable parameters selected: the model has none with requires_grad=True, "
                              "or the selection matched none")
         masks = dict(masks or {})
+        not_tensors = [n for n, m in masks.items() if not isinstance(m, Tensor)]
+        if not_tensors:
+            raise TypeError(f"masks must be torch tensors; those for {not_tensors} are not: convert them with "
+                            "torch.as_tensor")
         stray = [n for n in masks if n not in names]
         if stray:
             raise KeyError(f"masks given for parameters that are not selected: {stray}")

@@ -27,6 +27,8 @@ from landscape.linalg import density, eigs, trace
 from landscape.operators import GGN, Fisher, Hessian
 
 CE = nn.CrossEntropyLoss()
+CE_SUM = nn.CrossEntropyLoss(reduction="sum")
+CE_WEIGHTED = nn.CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64))
 F64 = torch.float64
 WORLD = 2
 TIMEOUT = 3.0          # seconds, of the group on which a rank stalls
@@ -100,6 +102,15 @@ def _worker(rank: int, port: int, out: str) -> None:
             one = make(model, CE, everything, dtype=F64, **options)
             many = make(model, CE, mine, dtype=F64, process_group=ctx.group, **options)
             seen[name] = ((one.matmat(V)).numpy(), many.matmat(V).numpy())
+        # sum-reduced and class-weighted losses: each rank weighs its batches by the totals of all ranks
+        for name, (make, loss_fn) in {"sum hessian": (Hessian, CE_SUM), "sum ggn": (GGN, CE_SUM),
+                                      "sum fisher": (Fisher, CE_SUM), "weighted hessian": (Hessian, CE_WEIGHTED)
+                                      }.items():
+            one = make(model, loss_fn, everything, dtype=F64)
+            many = make(model, loss_fn, mine, dtype=F64, process_group=ctx.group)
+            seen[name] = ((one.matmat(V)).numpy(), many.matmat(V).numpy())
+            seen[name + " loss"] = (np.array([one.loss, *one.gradient.tolist()]),
+                                    np.array([many.loss, *many.gradient.tolist()]))
 
         # different seeds on the ranks: the operator sees different vectors
         seen["seeds"] = _error_of(lambda: eigs(H, k=1, seed=ctx.rank))
@@ -188,6 +199,13 @@ def test_ggn_and_fisher_products_over_two_ranks(ranks, name):
     for s in ranks:
         one, many = s[name]
         assert np.linalg.norm(many - one) <= 1e-13 * np.linalg.norm(one)
+
+
+@pytest.mark.parametrize("name", ["sum hessian", "sum ggn", "sum fisher", "weighted hessian"])
+def test_sum_reduced_and_class_weighted_losses_over_two_ranks(ranks, name):
+    for s in ranks:
+        for one, many in (s[name], s[name + " loss"]):
+            assert np.linalg.norm(many - one) <= 1e-13 * np.linalg.norm(one)
 
 
 def test_ranks_that_disagree_are_refused(ranks):

@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from landscape.operators.vectors import checked_block
+
 
 @runtime_checkable
 class SymmetricOperator(Protocol):
@@ -55,15 +57,14 @@ class MatrixOperator:
         return f"MatrixOperator(n={self.shape[0]}, dtype={self.dtype}, matvecs={self.matvecs})"
 
     def matmat(self, V: Tensor) -> Tensor:
-        """``A V`` for ``V`` of shape ``(n, b)``."""
-        if V.ndim != 2 or V.shape[0] != self.shape[0]:
-            raise ValueError(f"matmat needs shape ({self.shape[0]}, b), got {tuple(V.shape)}")
+        """``A V`` for ``V`` of shape ``(n, b)`` (cast to the matrix's dtype and device)."""
+        V = checked_block(V, self.shape[0], "matmat").to(dtype=self.dtype, device=self.device)
         self.matvecs += V.shape[1]
         return self.A @ V
 
     def __matmul__(self, v: Tensor) -> Tensor:
         """``A v`` for a vector ``(n,)`` or a block ``(n, b)``."""
-        return self.matmat(v[:, None])[:, 0] if v.ndim == 1 else self.matmat(v)
+        return self.matmat(v[:, None])[:, 0] if isinstance(v, Tensor) and v.ndim == 1 else self.matmat(v)
 
 
 class Counted:

@@ -30,6 +30,7 @@ from landscape.operators.base import CurvatureOperator, PreparedBatch
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.functional import LossFn
 from landscape.operators.methods import MethodChoice, timed
+from landscape.operators.vectors import checked_block
 
 Method = Literal["auto", "reverse", "forward"]
 METHODS: tuple[str, ...] = ("reverse", "forward")
@@ -73,7 +74,7 @@ class AutodiffOperator(CurvatureOperator):
     def matmat(self, V: Tensor) -> Tensor:
         """As :meth:`CurvatureOperator.matmat`; while ``method="auto"`` is still choosing for this block size,
         the product is timed (see :mod:`landscape.operators.methods`)."""
-        vectors = V.shape[-1]
+        vectors = checked_block(V, self.space.dim, "matmat").shape[1]
         self._running = self.method_choice.method_for(vectors)
         if not self.method_choice.deciding(vectors):
             return super().matmat(V)
@@ -99,7 +100,8 @@ class AutodiffOperator(CurvatureOperator):
                 return self._forward(batch, V)
             except RuntimeError as error:   # e.g. no forward-mode derivative for an operation
                 if self.method != "auto":
-                    raise
+                    raise RuntimeError(f"method='forward' failed on this model and loss ({error}): use "
+                                       "method='reverse', or 'auto', which falls back to it") from error
                 self.method_choice.exclude("forward", error)
                 self._running = "reverse"
         return self._reverse(batch, V)

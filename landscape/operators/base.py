@@ -1,18 +1,21 @@
 """The base of every curvature operator: data, weighting, caching, checks, counting, adapters, ranks.
 
 A curvature operator is a symmetric ``dim x dim`` matrix ``M`` over the selected coordinates of a
-model's parameters (a :class:`~landscape.params.ParamSpace`), for a mean-reduced loss over a data set of
-``N`` samples split into batches of ``n_b`` samples:
+model's parameters (a :class:`~landscape.params.ParamSpace`), for a loss over a data set of ``N`` samples
+split into batches of ``n_b`` samples, reduced over all the data as ``loss_fn`` reduces one batch
+(:mod:`landscape.operators.reduction`):
 
-    M = sum_b (n_b / N) M_b,
+    mean:  M = sum_b (d_b / D) M_b,     sum:  M = sum_b M_b,
 
-where ``M_b`` is the matrix of batch ``b``'s mean loss. This is exactly the matrix of the full-data mean
-loss (the last, smaller batch included), never the mean of per-batch means. A subclass writes one method,
+where ``M_b`` is the matrix of ``loss_fn`` on batch ``b``, ``d_b`` what its mean divides by (``n_b`` for a
+per-sample mean) and ``D = sum_b d_b``. This is exactly the matrix of the full-data mean (or sum) loss, the
+last, smaller batch included, never the mean of per-batch means. A subclass writes one method,
 the per-batch product ``_batch_matmat`` (and optionally ``_precompute``, what a batch keeps between
 products); this class owns everything else.
 
-Distributed (``process_group=``): each rank holds a shard of the data, ``N`` counts the samples of all
-ranks, and a product sums ``(n_b / N) M_b v`` over the rank's batches, then over the ranks with one
+Distributed (``process_group=``): each rank holds a shard of the data, ``N`` and ``D`` count the samples
+and normalisers of all ranks, and a product sums ``(d_b / D) M_b v`` (``M_b v`` for a sum) over the rank's
+batches, then over the ranks with one
 ``all_reduce`` (:mod:`landscape.distributed`): the same matrix as one process over all the data.
 """
 from __future__ import annotations
@@ -36,6 +39,9 @@ from landscape.operators.compiled import CompiledFunction, CompileOption, compil
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.memory import StorageBytes, saved_by_autograd
 from landscape.operators.parallel import reduce_pass, reduce_product
+from landscape.operators.reduction import (Reduction, ReductionError, check_declared, loss_reduction,
+                                           mean_normaliser, own_reduction)
+from landscape.operators.vectors import checked_block, nonfinite_input
 from landscape.params import ParamSpace, Selection
 
 DEFAULT_CACHE_BYTES = 2 ** 30
@@ -43,8 +49,9 @@ DEFAULT_CACHE_BYTES = 2 ** 30
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """One batch on the operator's device: its position, inputs, targets, weight ``n_b / N`` and what
-    ``_precompute`` returned for it when cached (``None`` otherwise)."""
+    """One batch on the operator's device: its position, inputs, targets, weight in the full-data matrix
+    (``d_b / D`` for a mean-reduced loss, ``1`` for a sum) and what ``_precompute`` returned for it when
+    cached (``None`` otherwise)."""
     index: int
     inputs: Tensor
     targets: Tensor
@@ -53,12 +60,18 @@ class PreparedBatch:
 
 
 class CurvatureOperator(abc.ABC):
-    """Symmetric ``v -> M v`` over the selected parameters, ``M`` the curvature of the mean loss over all data.
+    """Symmetric ``v -> M v`` over the selected parameters, ``M`` the curvature of the loss over all data.
 
     Args:
         model: the network; it is never modified (parameters, ``.grad``, buffers, modes, RNG).
-        loss_fn: mean-reduced ``loss_fn(outputs, targets) -> scalar``, e.g. ``nn.CrossEntropyLoss()``.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``, mean- or sum-reduced over the batch, e.g.
+            ``nn.CrossEntropyLoss()`` or ``nn.MSELoss(reduction="sum")``.
         data: one ``(inputs, targets)`` batch or a re-iterable of batches in a fixed order.
+        reduction: ``"mean"`` or ``"sum"``: how ``loss_fn`` reduces a batch, and so the full-data loss ``M``
+            is the curvature of (:mod:`landscape.operators.reduction`). ``None``: read from a loss module's
+            ``reduction`` (``"none"`` is refused) or a ``torch.nn.functional`` loss's default, and for any
+            other callable assumed ``"mean"`` over the batch's samples. A callable that visibly reduces the
+            other way on the first batch is refused.
         params: which parameters (``None``: all trainable; names; or a predicate ``(name, p) -> bool``).
         masks: ``{name: 0/1 tensor}`` pruning masks; the operator acts on the surviving coordinates.
         dtype: dtype of the products (default: the model's); parameters, buffers and floating-point
@@ -88,7 +101,9 @@ class CurvatureOperator(abc.ABC):
     Attributes:
         shape: ``(dim, dim)``. dtype, device: of the products. space: the :class:`ParamSpace`.
         num_samples: ``N`` (over all ranks). local_samples: this rank's (``N`` without a process group).
-        loss: the full-data mean loss (float). gradient: its ``(dim,)`` gradient.
+        reduction: ``"mean"`` or ``"sum"``, as resolved from ``loss_fn`` and ``reduction=``.
+        loss: the full-data loss (float; the mean or the sum over all samples). gradient: its ``(dim,)``
+            gradient.
         rank, world_size: this process's place in ``process_group`` (``0``, ``1`` without one).
         matvecs: matrix-vector products so far (a ``matmat`` of ``b`` vectors counts ``b``).
         cached_bytes: estimated bytes kept between products (``0`` when nothing is cached).
@@ -100,18 +115,21 @@ class CurvatureOperator(abc.ABC):
 
     _precompute_builds_graph: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, params: Selection = None,
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, reduction: Reduction | None = None,
+                 params: Selection = None,
                  masks: Mapping[str, Tensor] | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, check_determinism: bool = True,
                  allow_batch_statistics: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  process_group: dist.ProcessGroup | None = None, compile: CompileOption = False):
         self._compile = compile_options(compile)
         self._compiled_functions: dict[str, CompiledFunction] = {}
+        self.reduction: Reduction = loss_reduction(loss_fn, reduction)
+        self._inspectable_loss = own_reduction(loss_fn) is not None
         self.space = ParamSpace(model, params, masks)
         reference = next(iter(self.space.parameters(model).values()))
         self.dtype: torch.dtype = dtype if dtype is not None else reference.dtype
-        if not self.dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point dtype, got {self.dtype}")
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point or self.dtype.is_complex:
+            raise TypeError(f"dtype must be a real floating-point torch.dtype (e.g. torch.float64), got {self.dtype!r}")
         self.device = torch.device(device) if device is not None else reference.device
         self._group = process_group
         self.rank, self.world_size = (0, 1) if process_group is None else check_group(process_group, self.device)
@@ -125,12 +143,15 @@ class CurvatureOperator(abc.ABC):
         with self._fn.running():
             first, failure = self._checked_pass(model, check_determinism)
             self.local_samples: int = 0 if first is None else sum(first.sizes)
+            self._normalisers: tuple[float, ...] = () if first is None else first.normalisers
+            local_normaliser = sum(self._normalisers) if self.reduction == "mean" else None
             if process_group is None:
                 self.num_samples, self.loss, self.gradient = self.local_samples, float(first.loss), first.gradient
+                self._normaliser = local_normaliser
             else:
-                self.num_samples, self.loss, self.gradient = reduce_pass(
+                self.num_samples, self._normaliser, self.loss, self.gradient = reduce_pass(
                     first, failure, self.space.dim, self._fn.primals, process_group,
-                    f"the {type(self).__name__}'s loss and gradient")
+                    f"the {type(self).__name__}'s loss and gradient", local_normaliser)
             self._cache, self.cached_bytes = self._build_cache(cache_bytes)
 
     def __repr__(self) -> str:
@@ -165,9 +186,7 @@ class CurvatureOperator(abc.ABC):
     def matmat(self, V: Tensor) -> Tensor:
         """``M V`` for ``V`` of shape ``(dim, b)``; the ``b`` vectors share every pass over the data (and,
         with a process group, one ``all_reduce``: call it on every rank with the same ``V``)."""
-        if V.ndim != 2 or V.shape[0] != self.space.dim:
-            raise ValueError(f"matmat expects shape ({self.space.dim}, b), got {tuple(V.shape)}")
-        rows = V.to(device=self.device, dtype=self.dtype).T.contiguous()   # each vector contiguous
+        rows = checked_block(V, self.space.dim, "matmat").to(device=self.device, dtype=self.dtype).T.contiguous()   # each vector contiguous
         if rows.shape[0] == 0:
             return torch.zeros_like(rows).T
         packed = None
@@ -176,6 +195,7 @@ class CurvatureOperator(abc.ABC):
         out = torch.zeros_like(rows) if packed is None else packed.body
         failure = None
         try:
+            nonfinite_input(V, self.space.name_of)
             with self._fn.running():
                 for batch in self._batches():
                     out.add_(self._batch_matmat(batch, rows), alpha=batch.weight)
@@ -191,7 +211,7 @@ class CurvatureOperator(abc.ABC):
 
     def __matmul__(self, v: Tensor) -> Tensor:
         """``M v`` for a flat ``(dim,)`` vector, or ``M V`` for ``(dim, b)``."""
-        if v.ndim == 1:
+        if isinstance(v, Tensor) and v.ndim == 1:
             return self.matmat(v[:, None])[:, 0]
         return self.matmat(v)
 
@@ -208,6 +228,8 @@ class CurvatureOperator(abc.ABC):
         """The dense ``(dim, dim)`` matrix, by products with blocks of ``block`` identity columns
         (``dim`` matvecs). Refuses ``dim > max_dim`` (memory grows as ``dim**2``)."""
         n = self.space.dim
+        if not isinstance(block, int) or block < 1:
+            raise ValueError(f"block must be a positive number of columns, got {block!r}")
         if n > max_dim:
             raise ValueError(f"dim {n} exceeds max_dim={max_dim}: a dense matrix needs {n * n} entries")
         eye = torch.eye(n, dtype=self.dtype, device=self.device)
@@ -221,13 +243,20 @@ class CurvatureOperator(abc.ABC):
             return
         for index, batch in enumerate(self._data):
             x, y = to_device(batch, self.device, self.dtype)
-            yield PreparedBatch(index, x, y, x.shape[0] / self.num_samples)
+            yield PreparedBatch(index, x, y, self._weight(index))
+
+    def _weight(self, index: int) -> float:
+        """Batch ``index``'s weight in the full-data matrix: ``d_b / D`` (mean), ``1`` (sum)."""
+        if index >= len(self._normalisers):
+            raise ValueError(f"the data yielded batch {index}, but only {len(self._normalisers)} batches when the "
+                             "operator was built: the data must be the same at every pass")
+        return 1.0 if self._normaliser is None else self._normalisers[index] / self._normaliser
 
     def _checked_pass(self, model: nn.Module, check_determinism: bool) -> tuple[DataPass | None, Exception | None]:
         """One pass over the data, compared with a second one if asked. With a process group an exception
         is returned instead of raised, for :func:`reduce_pass` to tell the other ranks before raising it."""
         try:
-            first = self._data_pass()
+            first = self._data_pass(check_reduction=True)
             if check_determinism:
                 compare_passes(first, self._data_pass(), model, 1e3 * torch.finfo(self.dtype).eps)
         except Exception as error:
@@ -236,35 +265,57 @@ class CurvatureOperator(abc.ABC):
             return None, error
         return first, None
 
-    def _data_pass(self) -> DataPass:
-        """Loss and gradient of every batch; fails on a non-scalar or non-finite loss."""
-        losses, sizes, prints, gradient = [], [], [], None
+    def _data_pass(self, check_reduction: bool = False) -> DataPass:
+        """Loss and gradient of every batch, weighted as the reduction says; fails on a loss that cannot be
+        evaluated, is not a scalar or not finite, and (``check_reduction``) on an uninspectable ``loss_fn``
+        that visibly reduces the other way (:func:`~landscape.operators.reduction.check_declared`)."""
+        losses, sizes, normalisers, prints, gradient = [], [], [], [], None
         for index, batch in enumerate(self._data):
             x, y = to_device(batch, self.device, self.dtype)
+            if check_reduction and index == 0 and not self._inspectable_loss and not self.batch_statistics:
+                check_declared(lambda a, b: self._fn.loss(self._fn.primals, a, b), self._fn.loss_fn, x, y,
+                               self.reduction)
             leaves = self._fn.leaves()
-            loss = self._fn.loss(leaves, x, y)
-            if not isinstance(loss, Tensor) or loss.ndim != 0:
-                shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-                raise ValueError(f"loss_fn must return a scalar (a mean-reduced loss, reduction='mean'); "
-                                 f"it returned {shape} on batch {index}")
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"the loss is {float(loss.detach())} on batch {index}: curvature is undefined "
-                                         "there (diverged parameters, or bad inputs?)")
+            loss = self._batch_loss(leaves, x, y, index)
+            normaliser = mean_normaliser(self._fn.loss_fn, y) if self.reduction == "mean" else 1.0
+            if normaliser <= 0:
+                raise ReductionError(f"batch {index}'s mean loss divides by {normaliser:g} (every target ignored, "
+                                     "or class weights summing to 0): its mean is undefined; drop the batch or use "
+                                     "reduction='sum'")
             g = self._batch_gradient(loss, leaves)
-            size = int(x.shape[0])
-            gradient = g * size if gradient is None else gradient.add_(g, alpha=size)
+            gradient = g * normaliser if gradient is None else gradient.add_(g, alpha=normaliser)
             losses.append(loss.detach())
-            sizes.append(size)
+            sizes.append(int(x.shape[0]))
+            normalisers.append(normaliser)
             prints.append(fingerprint(x, y))
-        total = sum(sizes)
         batch_losses = torch.stack(losses)
-        weights = torch.tensor(sizes, dtype=batch_losses.dtype, device=batch_losses.device) / total
-        gradient = gradient / total
+        weights = torch.tensor(normalisers, dtype=batch_losses.dtype, device=batch_losses.device)
+        if self.reduction == "mean":
+            weights, gradient = weights / sum(normalisers), gradient / sum(normalisers)
         bad = first_nonfinite(self.space.to_dict(gradient).items())
         if bad is not None:
             raise FloatingPointError(f"the gradient is not finite in parameter {bad!r}")
         return DataPass(loss=(weights * batch_losses).sum(), gradient=gradient, sizes=tuple(sizes),
-                        batch_losses=batch_losses, fingerprints=torch.stack(prints))
+                        batch_losses=batch_losses, fingerprints=torch.stack(prints), normalisers=tuple(normalisers))
+
+    def _batch_loss(self, leaves: dict[str, Tensor], x: Tensor, y: Tensor, index: int) -> Tensor:
+        """``loss_fn`` on batch ``index``, checked: it evaluates, is a scalar, and is finite."""
+        try:
+            loss = self._fn.loss(leaves, x, y)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            raise ValueError(f"evaluating loss_fn(model(inputs), targets) failed on batch {index} (inputs "
+                             f"{tuple(x.shape)} {x.dtype}, targets {tuple(y.shape)} {y.dtype}): {error}. Check that "
+                             "the model takes these inputs and loss_fn these targets") from error
+        if not isinstance(loss, Tensor) or loss.ndim != 0:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar (reduction='mean' or 'sum'); it returned {shape} on "
+                             f"batch {index}")
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(f"the loss is {float(loss.detach())} on batch {index}: curvature is undefined "
+                                     "there (diverged parameters, or bad inputs?)")
+        return loss
 
     def _batch_gradient(self, loss: Tensor, leaves: dict[str, Tensor]) -> Tensor:
         if not loss.requires_grad:   # no selected parameter takes part in the loss
@@ -290,15 +341,18 @@ class CurvatureOperator(abc.ABC):
             seen += x.shape[0]
             if counter.total * self.local_samples / seen > budget:   # projected over this rank's data
                 return None, 0
-            cache.append(PreparedBatch(index, x, y, x.shape[0] / self.num_samples, entry))
+            cache.append(PreparedBatch(index, x, y, self._weight(index), entry))
         return cache, counter.total
 
     def _check_finite(self, out: Tensor) -> None:
-        """One host sync per product: name the parameter of the first non-finite coordinate."""
+        """One host sync per product: name the parameter of the first non-finite coordinate (the input
+        vectors were finite)."""
         if bool(torch.isfinite(out).all()):
             return
         coordinate = int((~torch.isfinite(out).all(dim=0)).nonzero()[0])
         raise FloatingPointError(
             f"the {type(self).__name__} product is not finite at coordinate {coordinate}, in parameter "
-            f"{self.space.name_of(coordinate)!r} (overflow in float32? try dtype=torch.float64)")
+            f"{self.space.name_of(coordinate)!r}" + (" (overflow? try dtype=torch.float64)"
+                                                     if self.dtype != torch.float64 else
+                                                     ": the curvature is not finite there"))
 

@@ -22,17 +22,18 @@ class DeterminismError(RuntimeError):
 
 @dataclass(frozen=True)
 class DataPass:
-    """One pass over the data: the full-data mean loss and gradient, and per-batch fingerprints.
+    """One pass over the data: the full-data loss and gradient, and per-batch fingerprints.
 
-    ``sizes[i]`` is the number of samples in batch ``i``; ``batch_losses[i]`` its mean loss;
+    ``sizes[i]`` is the number of samples in batch ``i``; ``batch_losses[i]`` its loss;
     ``fingerprints[i]`` a few sums of its inputs and targets (to tell a reordering loader from a
-    stochastic model).
+    stochastic model); ``normalisers[i]`` what its mean divides by (``d_b``; 1 for a sum-reduced loss).
     """
-    loss: Tensor          # () full-data mean loss, sum_b (n_b / N) loss_b
+    loss: Tensor          # () full-data loss, sum_b (d_b / D) loss_b (mean) or sum_b loss_b (sum)
     gradient: Tensor      # (dim,) its gradient over the selected coordinates
     sizes: tuple[int, ...]
     batch_losses: Tensor  # (batches,)
     fingerprints: Tensor  # (batches, 3)
+    normalisers: tuple[float, ...] = ()
 
 
 def fingerprint(x: Tensor, y: Tensor) -> Tensor:

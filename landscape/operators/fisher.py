@@ -1,7 +1,7 @@
 """The Fisher information of the loss read as a negative log-likelihood (units: loss per parameter^2).
 
 With per-sample losses ``l_i(theta) = loss_fn(f(x_i), y_i)`` (``loss_fn`` on a batch of one) and their
-gradients ``g_i = dl_i/dtheta``:
+gradients ``g_i = dl_i/dtheta``, for a mean-reduced loss (``reduction="mean"``):
 
 * empirical Fisher, ``F_emp = (1/N) sum_i g_i g_i^T`` with the data's labels ``y_i``. Not a curvature
   estimate in general (Kunstner, Balles and Hennig 2019), but what many "Fisher" instruments compute.
@@ -12,7 +12,15 @@ gradients ``g_i = dl_i/dtheta``:
   for the categorical (cross-entropy) and Gaussian (squared error) likelihoods equals the GGN
   ``J^T H_L J`` (Martens 2020, section 9.2).
 
-Both are ``(1/m) G^T G`` per batch, ``G`` the ``(m, dim)`` matrix of per-sample gradients (vmap over
+The Fisher of a sum-reduced loss (``reduction="sum"``, ``l_i`` then the summed loss of sample ``i``) is
+the sum over samples of the per-sample outer products, ``F_emp = sum_i g_i g_i^T`` and
+``F_true = (1/S) sum_i sum_s g_is g_is^T``: ``N`` times the mean one of the same per-sample losses, and
+again the GGN of the summed loss in expectation. A mean-reduced loss whose mean is not over samples
+(cross-entropy with class weights, or with targets equal to ``ignore_index``) has no per-sample form: it
+is refused, and ``reduction="sum"`` is exact for it.
+
+Both are ``(1/m) G^T G`` (mean) or ``(1/S) G^T G`` (sum) per batch, ``G`` the ``(m, dim)`` matrix of
+per-sample gradients (vmap over
 ``torch.func.grad``, computed in chunks of at most 64 MiB). When all batches fit in ``cache_bytes``
 (``N * S * dim`` numbers), ``G`` is computed once and every product is two matrix products; otherwise
 each product recomputes it chunk by chunk, shared by all the vectors of the product.
@@ -31,6 +39,7 @@ from landscape.operators.base import CurvatureOperator, PreparedBatch
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.likelihoods import Sampler, sampler_for
+from landscape.operators.reduction import ReductionError, class_weights, ignore_index, loss_reduction
 from landscape.params import ParamSpace
 
 CHUNK_BYTES = 2 ** 26
@@ -38,7 +47,8 @@ RANK_STRIDE = 2 ** 32
 
 
 class Fisher(CurvatureOperator):
-    """Matrix-free Fisher ``v -> F v``, ``F = (1/m) sum_j g_j g_j^T`` over per-sample gradients.
+    """Matrix-free Fisher ``v -> F v``, ``F = (1/N) sum_j g_j g_j^T`` over per-sample gradients
+    (``sum_j g_j g_j^T`` for a sum-reduced loss).
 
     Args:
         kind: ``"empirical"`` (the data's labels) or ``"true"`` (labels sampled from the model).
@@ -63,27 +73,39 @@ class Fisher(CurvatureOperator):
         if names:
             raise ValueError(f"the Fisher needs per-sample gradients, which BatchNorm with batch statistics "
                              f"({names}) does not have: call model.eval()")
+        reduction = loss_reduction(loss_fn, kwargs.get("reduction"))
+        if reduction == "mean" and class_weights(loss_fn) is not None:
+            raise ReductionError("the Fisher of a mean-reduced loss needs a mean over samples; CrossEntropyLoss "
+                                 "with class weights divides by the summed weights of the targets instead: build "
+                                 "it with reduction='sum' (the Fisher is then the sum of per-sample outer products)")
         self.kind = kind
         self.samples = samples
         self.seed = seed
-        self._sampler = sampler_for(loss_fn) if kind == "true" else None
+        self._sampler = sampler_for(loss_fn, reduction) if kind == "true" else None
+        self._ignore_index = ignore_index(loss_fn) if reduction == "mean" and kind == "empirical" else None
         super().__init__(model, loss_fn, data, **kwargs)
 
     def _precompute(self, index: int, inputs: Tensor, targets: Tensor) -> Tensor:
         return torch.cat(list(self._gradient_chunks(index, inputs, targets)))
 
     def _batch_matmat(self, batch: PreparedBatch, V: Tensor) -> Tensor:
+        """``(1/m) G^T G V`` over the batch's ``m`` per-sample gradients (mean), ``(1/S) G^T G V`` (sum)."""
         if batch.cached is not None:
             G = batch.cached
-            return (V @ G.T) @ G / G.shape[0]
+            return (V @ G.T) @ G / (G.shape[0] if self.reduction == "mean" else self.samples)
         out, rows = torch.zeros_like(V), 0
         for G in self._gradient_chunks(batch.index, batch.inputs, batch.targets):
             out.addmm_(V @ G.T, G)
             rows += G.shape[0]
-        return out / rows
+        return out / (rows if self.reduction == "mean" else self.samples)
 
     def _gradient_chunks(self, index: int, inputs: Tensor, targets: Tensor) -> Iterator[Tensor]:
         """The per-sample gradients of batch ``index`` as ``(chunk, dim)`` blocks."""
+        if self._ignore_index is not None and not targets.is_floating_point() \
+                and bool((targets == self._ignore_index).any()):
+            raise ReductionError(f"batch {index} has targets equal to ignore_index={self._ignore_index}: a "
+                                 "mean-reduced loss then divides by the kept targets, not the samples, and the "
+                                 "empirical Fisher has no per-sample form; build the loss with reduction='sum'")
         if self.kind == "true":
             inputs, targets = sampled_labels(self._fn, self._sampler, inputs, self.samples, self.seed,
                                              index + self.rank * RANK_STRIDE)
