@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.registry import load_dataset
+from landscape.devices import widest_float
 from landscape.evaluation import Evaluation, evaluate
 from landscape.pruning.controls import random_masks, reinitialize, signs_only, supermask
 from landscape.pruning.masks import Masks, density, layer_densities, prunable_names, prune_to_density
@@ -200,14 +201,16 @@ def run_masks(run_dir: str | Path) -> Masks | None:
 @torch.no_grad()
 def pruning_distance(subnetwork: nn.Module, dense: nn.Module, masks: Mapping[str, Tensor]) -> PruningDistance:
     """Stability to pruning: ``||m ⊙ (θ_sub − θ_dense)||_2`` over all parameters (masks where given, every
-    coordinate otherwise), and that distance over ``||m ⊙ θ_dense||_2``."""
+    coordinate otherwise), and that distance over ``||m ⊙ θ_dense||_2``. Summed in float64 (float32 on MPS) on
+    ``subnetwork``'s device, read once; neither model is moved."""
     dense_params = dict(dense.named_parameters())
-    squared, norm = 0.0, 0.0
+    sums = []
     for name, p in subnetwork.named_parameters():
-        q = dense_params[name].detach().to(device=p.device, dtype=torch.float64)
-        m = masks[name].to(device=p.device, dtype=torch.float64) if name in masks else 1.0
-        squared += float(((p.detach().double() - q) * m).pow(2).sum())
-        norm += float((q * m).pow(2).sum())
+        wide = widest_float(p.device)
+        q = dense_params[name].detach().to(device=p.device, dtype=wide)
+        m = masks[name].to(device=p.device, dtype=wide) if name in masks else 1.0
+        sums.append(torch.stack([((p.detach().to(wide) - q) * m).pow(2).sum(), (q * m).pow(2).sum()]))
+    squared, norm = torch.stack(sums).sum(0).tolist()
     distance = math.sqrt(squared)
     return PruningDistance(distance=distance, relative=distance / math.sqrt(norm) if norm > 0 else math.inf)
 
@@ -322,7 +325,7 @@ def _ticket(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, k:
                              scope=pruning.scope, exclude_output=pruning.exclude_output)  # type: ignore[arg-type]
     result = train(hparams, run_dir, masks=masks, start=Start.rewind(dense_dir, k), device=device, progress=progress)
     kept, total = int(sum(int(m.sum()) for m in masks.values())), sum(m.numel() for m in masks.values())
-    stability = pruning_distance(result.model.cpu(), load_model(dense_dir), masks)
+    stability = pruning_distance(result.model, load_model(dense_dir), masks)   # the trained model stays on its device
     record = {"round": n, "density": kept / total, "kept": kept, "total": total,
               "layer_densities": layer_densities(masks), "train": dataclasses.asdict(result.train),
               "test": dataclasses.asdict(result.test), "stability": dataclasses.asdict(stability), "controls": {}}

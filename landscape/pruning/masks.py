@@ -110,8 +110,9 @@ def _magnitude(model: nn.Module, masks: Mapping[str, Tensor] | None, scope: str,
                              torch.full_like(named[n], float("inf"), dtype=torch.float)) for n in names}
     if scope == "layer":
         return {n: _keep_largest(scores[n], count(int(current[n].sum()), current[n].numel())) for n in names}
-    flat = torch.cat([scores[n].reshape(-1).cpu() for n in names])
-    alive = int(sum(int(current[n].sum()) for n in names))
+    device = scores[names[0]].device   # ranked where the weights are: no copy to the host
+    flat = torch.cat([scores[n].reshape(-1).to(device) for n in names])
+    alive = int(sum(current[n].sum().to(device) for n in names))
     kept = _keep_largest(flat, count(alive, flat.numel()))
     out, start = {}, 0
     for n in names:

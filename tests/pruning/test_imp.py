@@ -200,3 +200,23 @@ def test_cli_prune_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert saved["hparams"]["model_kwargs"] == {"widths": [12]} and saved["pruning"]["rounds"] == 2
     assert main(["prune", *argv]) == 0
     assert capsys.readouterr().out == out
+
+
+def test_imp_never_moves_a_model_to_the_host_in_place(tmp_path, monkeypatch):
+    moved = []
+    real = nn.Module.cpu
+    monkeypatch.setattr(nn.Module, "cpu", lambda self: moved.append(type(self).__name__) or real(self))
+    iterative_magnitude_pruning(_hparams(), PruningHparams(rounds=1, rewind="2it"), tmp_path, progress=False)
+    assert not moved, f"Module.cpu() called on {moved}"
+
+
+def test_pruning_distance_and_pruning_leave_the_models_tensors_where_and_what_they_were():
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)), nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    before = [(p, p.device, p.dtype, p.data_ptr(), p.detach().clone()) for p in (*a.parameters(), *b.parameters())]
+    masks = prune_to_density(a, 0.5)
+    pruning_distance(a, b, masks)
+    after = list((*a.parameters(), *b.parameters()))
+    for (p, device, dtype, pointer, values), q in zip(before, after):
+        assert q is p and q.device == device and q.dtype == dtype and q.data_ptr() == pointer
+        assert torch.equal(q, values)

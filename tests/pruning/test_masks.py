@@ -89,3 +89,14 @@ def test_bad_masks_are_named():
     with pytest.raises(ValueError, match="fraction"):
         magnitude_masks(model, 1.0)
     assert density(full_masks(model)) == 1.0
+
+
+def test_global_magnitude_pruning_reads_the_device_once_whatever_the_number_of_layers(host_syncs):
+    torch.manual_seed(0)
+    counts = []
+    for layers in (2, 6):
+        model = nn.Sequential(*[nn.Linear(5, 5) for _ in range(layers)])
+        host_syncs.count = 0
+        magnitude_masks(model, 0.5, scope="global")
+        counts.append(host_syncs.count)
+    assert counts[0] == counts[1], f"host reads grow with the layers: {counts}"
