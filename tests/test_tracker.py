@@ -158,3 +158,64 @@ def test_named_trackers_share_a_run_without_skipping_each_other(tmp_path):
     again = fisher("true", "true")   # a fresh tracker of one name finds its own records, not the other's
     assert again.step(3) == []
     assert len(fisher("true", None).step(3)) == 1   # the unnamed tracker has none yet
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_slq_records_carry_a_total_error_that_covers_the_dense_truth(tmp_path, seed):
+    """The density and saddle_index records of a float64 tanh MLP (57 parameters): value ± total error holds
+    the exact fraction from the dense Hessian, and ``reliable`` follows the stated rule (error at most half the
+    value, or below one eigenvalue)."""
+    from landscape.operators import Hessian
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    data = (torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,)))
+    settings = TrackerSettings(saddle_k=3, density_steps=20, density_runs=4, saddle_tol=1e-3, seed=seed)
+    Tracker(nn.CrossEntropyLoss(), data, instruments=("density", "saddle_index"), schedule=1, model=model,
+            run=tmp_path / "m.jsonl", settings=settings).step(0)
+    records = {r["instrument"]: r for r in map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines())}
+    eigenvalues = torch.linalg.eigvalsh(Hessian(model, nn.CrossEntropyLoss(), data).to_dense())
+    n = eigenvalues.numel()
+    saddle, dens = records["saddle_index"], records["density"]
+    exact = float((eigenvalues < -saddle["threshold"]).double().mean())
+    assert abs(saddle["fraction"] - exact) <= saddle["error"]
+    assert saddle["reliable"] == (saddle["error"] <= 0.5 * saddle["fraction"] or saddle["error"] <= 1 / n)
+    assert saddle["reliable"] or saddle["reason"]
+    assert saddle["error"] >= saddle["stderr"] and (saddle["quadrature_error"] is not None or saddle["complete"])
+    assert abs(dens["negative_fraction"] - float((eigenvalues < 0).double().mean())) <= dens["negative_fraction_error"]
+    assert dens["negative_fraction_error"] == pytest.approx(dens["negative_fraction_quadrature_error"]
+                                                            + 3.182 * dens["negative_fraction_stderr"], rel=1e-3)
+    assert dens["negative_fraction_reliable"] or dens["negative_fraction_reason"]
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(step: int):
+    def callback(model, s, run):
+        if s == step:
+            raise _Crash
+    return callback
+
+
+@pytest.mark.parametrize("fresh_tracker", [False, True], ids=["same tracker object", "new process"])
+def test_a_resumed_tracked_run_records_exactly_what_an_uninterrupted_one_records(tmp_path, fresh_tracker):
+    hp = Hparams(**(TINY | {"dtype": "float64", "checkpoint_every": 5}))
+    instruments = ("top_eigen", "bottom_eigen", "trace")
+
+    def records(path):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in Run(path).metrics()
+                if r["instrument"] in instruments]
+
+    train(hp, tmp_path / "whole", callbacks=[tracker(hp, instruments)], progress=False)
+    first = tracker(hp, instruments)
+    with pytest.raises(_Crash):   # killed after the step-10 checkpoint, with step 12's evaluation logged
+        train(hp, tmp_path / "cut", callbacks=[first, _crash_at(12)], progress=False)
+    resumed = tracker(hp, instruments) if fresh_tracker else first
+    train(hp, tmp_path / "cut", callbacks=[resumed], progress=False)
+    whole, cut = records(tmp_path / "whole"), records(tmp_path / "cut")
+    assert [r["step"] for r in whole if r["instrument"] == "top_eigen"] == [0, 5, 10, 15, 20]
+    assert all(r["warm"] for r in whole if r["instrument"] == "top_eigen" and r["step"] > 0)
+    assert cut == whole   # eigenvalues, residuals and matvec counts bit for bit (float64, from JSON)
+    saved = Run(tmp_path / "cut").load_checkpoint(10).state["callbacks"]["tracker"]["warm"]
+    assert saved["largest"].dtype == torch.float64 and saved["largest"].shape[1] == CHEAP.top_k

@@ -108,10 +108,10 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
 UNRELIABLE_LABEL = "unreliable (error > ½ value)"
 
 
-def draw_unreliable(ax, x: Any, y: Any, color: str) -> None:
+def draw_unreliable(ax, x: Any, y: Any, color: str, marker: str = "o") -> None:
     """Hollow markers at points whose result says it is unreliable, with one legend entry per axes (shown)."""
     labelled = UNRELIABLE_LABEL in ax.get_legend_handles_labels()[1]
-    ax.plot(x, y, "o", ms=5, mfc="white", mec=color, mew=1.2, ls="none",
+    ax.plot(x, y, marker, ms=5, mfc="white", mec=color, mew=1.2, ls="none",
             label="_nolegend_" if labelled else UNRELIABLE_LABEL)
     ax.legend(fontsize=7)
 

@@ -2,8 +2,9 @@
 density at each measured step.
 
 Panels (those with records): train/test loss and accuracy (the trainer's evaluations), then each tracked
-instrument's quantities (:mod:`landscape.training.tracker`) with their errors as bars (standard errors, or
-eigen-solver residuals and error bounds), and the SLQ spectral density of every ``density`` record,
+instrument's quantities (:mod:`landscape.training.tracker`) with their errors as bars (standard errors,
+eigen-solver residuals and error bounds, or the total errors of the saddle index and the SLQ negative mass,
+whose unreliable points are drawn hollow with a legend entry), and the SLQ spectral density of every ``density`` record,
 coloured by step on a log density axis. The step axis is symmetric-log (linear below the first measured
 step, logarithmic above) when the steps span two decades or more, linear otherwise. Drawn on the Agg
 canvas without pyplot (see :mod:`landscape.plots.surface`).
@@ -25,6 +26,7 @@ from matplotlib.colors import Normalize, SymLogNorm
 from matplotlib.figure import Figure
 
 from landscape.linalg import SpectralDensity
+from landscape.plots.analysis import draw_unreliable
 from landscape.plots.surface import _figure, save_figure
 from landscape.runs import Run
 
@@ -37,11 +39,13 @@ SKIPPED = ("step", "instrument", "tracker", "matvecs", "seconds", "samples", "di
 @dataclass(frozen=True)
 class Series:
     """One curve: ``field`` of the ``instrument``'s records (a number, or a list: one curve per entry),
-    with ``error`` as error bars (``None``: none)."""
+    with ``error`` as error bars (``None``: none); records whose ``reliable`` field is ``False`` are drawn
+    hollow."""
     instrument: str
     field: str
     error: str | None
     label: str
+    reliable: str | None = None
 
 
 PANELS: dict[str, tuple[str, list[Series]]] = {   # title: (y label, series)
@@ -52,8 +56,9 @@ PANELS: dict[str, tuple[str, list[Series]]] = {   # title: (y label, series)
     "trace": ("tr H", [Series("trace", "value", "stderr", "trace"),
                        Series("flatness", "trace", "trace_stderr", "flatness")]),
     "saddle index": ("fraction of eigenvalues", [
-        Series("saddle_index", "fraction", "stderr", "saddle index"),
-        Series("density", "negative_fraction", "negative_fraction_stderr", "SLQ mass below 0")]),
+        Series("saddle_index", "fraction", "error", "saddle index", "reliable"),
+        Series("density", "negative_fraction", "negative_fraction_error", "SLQ mass below 0",
+               "negative_fraction_reliable")]),
     "Fisher trace": ("tr F", [Series("fisher_trace", "value", "stderr", "tr F")]),
     "sharpness": ("λ_max", [Series("flatness", "lambda_max", "lambda_max_error", "λ_max")]),
     "Frobenius norm": ("‖H‖_F", [Series("flatness", "frobenius", "frobenius_stderr", "‖H‖_F")]),
@@ -161,8 +166,12 @@ def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: boo
         return
     y = np.array(values, dtype=float)
     e = _finite(np.array([err if isinstance(err, (int, float)) else 0.0 for err in errors], dtype=float))
-    ax.errorbar(steps, y, yerr=e if s.error else None, fmt=f"-{marker}", ms=3, lw=1.2, capsize=2, color=color,
+    unreliable = np.array([s.reliable is not None and r.get(s.reliable) is False for r in recs])
+    ax.errorbar(steps, y, yerr=e if s.error else None, fmt="-", lw=1.2, capsize=2, color=color,
                 label=f"{s.label}{tag}" if several else None)
+    ax.plot(steps[~unreliable], y[~unreliable], marker, ms=3, ls="none", color=color)
+    if unreliable.any():
+        draw_unreliable(ax, steps[unreliable], y[unreliable], color, marker)
 
 
 def _finite(e: np.ndarray) -> np.ndarray:

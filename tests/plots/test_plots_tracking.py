@@ -62,3 +62,19 @@ def test_records_of_named_trackers_are_drawn_as_separate_labelled_curves():
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["tr F [empirical]", "tr F [true]"]
     curves = [bars.lines[0].get_ydata() for bars in ax.containers]
     assert sorted(map(list, curves)) == [[1.0, 11.0, 101.0], [2.0, 22.0, 202.0]]
+
+
+def test_saddle_index_and_negative_mass_bars_are_total_errors_and_unreliable_points_hollow():
+    records = [{"step": s, "instrument": "saddle_index", "fraction": f, "error": e, "stderr": 0.001, "reliable": ok}
+               for s, f, e, ok in ((0, 0.1, 0.02, True), (10, 0.2, 0.3, False), (100, 0.15, 0.05, True))]
+    records += [{"step": s, "instrument": "density", "negative_fraction": 0.3, "negative_fraction_error": 0.4,
+                 "negative_fraction_stderr": 0.01, "negative_fraction_reliable": False, "nodes": [[-1.0, 1.0]] * 2,
+                 "weights": [[0.3, 0.7]] * 2, "dim": 10} for s in (0, 100)]
+    ax = next(ax for ax in plot_tracking(records).axes if ax.get_title() == "saddle index")
+    bars = {tuple(c.lines[0].get_ydata()): c for c in ax.containers}
+    saddle = bars[(0.1, 0.2, 0.15)].lines[2][0].get_segments()
+    assert [round(float(seg[1][1] - seg[0][1]), 9) for seg in saddle] == [0.04, 0.6, 0.1]   # ± error, not stderr
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    assert sorted(tuple(line.get_xdata()) for line in hollow) == [(0, 100), (10,)]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels.count("unreliable (error > ½ value)") == 1 and "saddle index" in labels
