@@ -3,7 +3,8 @@
 Every entry is a factory ``(input_shape, num_classes, **kwargs) -> nn.Module`` returning a plain
 ``torch.nn.Module`` that maps inputs ``(N, *input_shape)`` to outputs ``(N, num_classes)`` (logits for
 classification, predictions for regression, where ``num_classes`` is the number of regression targets).
-Every model ends in a linear layer named ``head``, so pruning code can single out the output layer.
+Every model but ``gpt2`` (whose output layer is tied to its token embedding) ends in a linear layer named
+``head``, so pruning code can single out the output layer.
 
 =========  =====================================================================================
 name       architecture
@@ -13,7 +14,17 @@ cnn1d      three strided 1-D convolutions + linear head (the MNIST-1D paper's CN
            optional
 lenet300   LeNet-300-100 of the lottery-ticket papers (Frankle and Carbin 2019), sized to the input
 resnet1d   a small 1-D residual network with BatchNorm (stem, basic blocks, global average pool)
+resnet18   ResNet-18 in the CIFAR form (3x3 stem, no max-pool), BatchNorm, ``width`` channels in the
+           first stage (64 is the standard network) (:mod:`landscape.architectures`)
+vit        Vision Transformer (Dosovitskiy et al. 2021), patch size, width, depth, heads configurable;
+           ViT-B/16 with its options set to the paper's (:mod:`landscape.architectures`)
+gpt2       GPT-2 (Radford et al. 2019) built from a ``transformers.GPT2Config`` (``n_layer``, ``n_embd``,
+           ``n_head``), randomly initialised, nothing downloaded; inputs are token ids ``(N, T)`` and the
+           outputs logits ``(N, T, vocab)`` (:mod:`landscape.language`)
 =========  =====================================================================================
+
+``torchvision:NAME`` builds ``torchvision.models.NAME(weights=None, num_classes=...)`` (randomly initialised)
+when torchvision is installed; it is imported only then.
 
 Users add their own with :func:`register_model`; any ``nn.Module`` works wherever the toolkit takes a model.
 """
@@ -26,9 +37,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from landscape.architectures import ResNet18, ViT
+from landscape.language import CausalLM
 from landscape.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
+TORCHVISION_PREFIX = "torchvision:"
 _MODELS: Registry[ModelFactory] = Registry("model", "models")
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -59,6 +73,8 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
     ``torch.random.fork_rng``, for a reproducible initialisation). Unknown names or keyword arguments
     fail with the known ones listed.
     """
+    if name.startswith(TORCHVISION_PREFIX):
+        return _torchvision_model(name.removeprefix(TORCHVISION_PREFIX), input_shape, num_classes, **kwargs)
     factory = _MODELS.get(name)
     accepted = [p for p in inspect.signature(factory).parameters if p not in ("input_shape", "num_classes")]
     unknown = sorted(set(kwargs) - set(accepted))
@@ -206,3 +222,63 @@ def resnet1d(input_shape: tuple[int, ...], num_classes: int, width: int = 16,
     if not blocks or any(b < 1 for b in blocks) or width < 1:
         raise ValueError(f"resnet1d needs width >= 1 and at least one stage of >= 1 block, got {width}, {blocks}")
     return ResNet1d(input_shape, num_classes, int(width), blocks)
+
+
+def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(C, H, W)``; ``(H, W)`` is one channel."""
+    if len(input_shape) == 2:
+        return (1, *input_shape)
+    if len(input_shape) == 3:
+        return input_shape  # type: ignore[return-value]
+    raise ValueError(f"{name} takes images of shape (C, H, W) or (H, W), got input shape {input_shape}")
+
+
+@register_model("resnet18")
+def resnet18(input_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Module:
+    """ResNet-18, CIFAR form (3x3 stride-1 stem, no max-pool): 4 stages of 2 basic blocks, width, 2, 4, 8 x width."""
+    if width < 1:
+        raise ValueError(f"resnet18 width must be positive, got {width}")
+    channels, _, _ = _image_shape("resnet18", input_shape)
+    return ResNet18(channels, num_classes, int(width))
+
+
+@register_model("vit")
+def vit(input_shape: tuple[int, ...], num_classes: int, patch: int = 4, dim: int = 192, depth: int = 6,
+        heads: int = 3, mlp_dim: int = 768) -> nn.Module:
+    """Vision Transformer: patch x patch patches, depth pre-norm blocks of width dim (ViT-B/16: 16, 768, 12, 12, 3072)."""
+    if min(patch, dim, depth, heads, mlp_dim) < 1:
+        raise ValueError("vit options patch, dim, depth, heads and mlp_dim must all be positive")
+    return ViT(_image_shape("vit", input_shape), num_classes, int(patch), int(dim), int(depth), int(heads),
+               int(mlp_dim))
+
+
+@register_model("gpt2")
+def gpt2(input_shape: tuple[int, ...], num_classes: int, n_layer: int = 12, n_embd: int = 768, n_head: int = 12,
+         dropout: float = 0.0) -> nn.Module:
+    """GPT-2 from a transformers.GPT2Config, random init: inputs (N, T) token ids, num_classes the vocabulary size."""
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError as e:
+        raise ImportError(f"the gpt2 model needs the transformers package (pip install transformers): {e}") from e
+    if len(input_shape) != 1:
+        raise ValueError(f"gpt2 takes token sequences of shape (T,), got input shape {input_shape}")
+    if n_embd % n_head:
+        raise ValueError(f"gpt2 n_embd={n_embd} must be a multiple of n_head={n_head}")
+    config = GPT2Config(vocab_size=num_classes, n_positions=input_shape[0], n_layer=int(n_layer),
+                        n_embd=int(n_embd), n_head=int(n_head), resid_pdrop=dropout, embd_pdrop=dropout,
+                        attn_pdrop=dropout, bos_token_id=None, eos_token_id=None)
+    return CausalLM(GPT2LMHeadModel(config))
+
+
+def _torchvision_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
+    """``torchvision.models.<name>(weights=None, num_classes=num_classes, **kwargs)``, imported only here."""
+    try:
+        import torchvision.models
+    except Exception as e:  # absent, or installed against another torch build
+        raise ImportError(f"model 'torchvision:{name}' needs torchvision, which cannot be imported here ({e}); "
+                          f"install the torchvision build matching your torch, or use the built-in "
+                          f"'resnet18' or 'vit' models") from e
+    factory = getattr(torchvision.models, name, None)
+    if not callable(factory):
+        raise ValueError(f"torchvision.models has no model {name!r}")
+    return factory(weights=None, num_classes=num_classes, **kwargs)

@@ -10,7 +10,17 @@ digits             scikit-learn's 8x8 handwritten digits (1,797 images, shipped 
 teacher_student    Gaussian inputs labelled by a random one-hidden-layer teacher network (classification
                    by argmax of the teacher's outputs, or regression on its output); sizes, width and noise
                    configurable
+synthetic_cifar    CIFAR-shaped (3x32x32) images, 10 classes: a smooth random template per class plus noise;
+                   sizes configurable (for tests and examples that run offline)
+tokens             token sequences of a random sparse Markov chain, for language models (next-token loss);
+                   vocabulary, length and sizes configurable
+imagefolder        images in class folders on disk (``root/<class>/*.png``, or ``root/train`` and
+                   ``root/test``), read with Pillow
 =================  ==========================================================================================
+
+``torchvision:NAME`` loads ``torchvision.datasets.NAME`` from a local ``root`` (``download=False``: nothing is
+fetched), when torchvision is installed; :mod:`landscape.data.external` does it and converts any
+``torch.utils.data.Dataset`` to tensors.
 
 :func:`load_dataset` returns a :class:`Dataset` whose ``train`` and ``test`` are ``(inputs, targets)``
 pairs of tensors, so they are data arguments for every instrument as they are. Generation is
@@ -37,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.language import NextTokenLoss
 from landscape.registry import Registry
 from landscape.data.batches import Batch
 from landscape.runs import atomic_write_bytes
@@ -55,6 +66,9 @@ class Dataset:
         num_classes: number of classes, or ``None`` for regression targets.
         input_shape: shape of one input, without the batch dimension.
         description: one paragraph saying what the data are and where they come from.
+        next_token: the inputs are token ids ``(N, T)``, the targets the same sequences (labels), the model's
+            outputs logits ``(N, T, num_classes)`` and the loss next-token cross-entropy
+            (:func:`landscape.language.next_token_loss`); ``num_classes`` is the vocabulary size.
     """
     name: str
     train: Batch
@@ -62,6 +76,7 @@ class Dataset:
     num_classes: int | None
     input_shape: tuple[int, ...]
     description: str
+    next_token: bool = False
 
     @property
     def output_dim(self) -> int:
@@ -69,11 +84,15 @@ class Dataset:
         return self.num_classes if self.num_classes is not None else int(self.train[1].shape[1])
 
     def loss_fn(self) -> nn.Module:
-        """The natural mean-reduced loss: cross-entropy for class labels, mean squared error for regression."""
+        """The natural mean-reduced loss: cross-entropy for class labels, mean squared error for regression,
+        next-token cross-entropy for token sequences."""
+        if self.next_token:
+            return NextTokenLoss()
         return nn.CrossEntropyLoss() if self.num_classes is not None else nn.MSELoss()
 
 
 DatasetFactory = Callable[..., Dataset]
+TORCHVISION_PREFIX = "torchvision:"
 _DATASETS: Registry[DatasetFactory] = Registry("data set", "data sets")
 
 
@@ -98,6 +117,10 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     The returned tensors are shared between calls with the same arguments: clone before modifying them.
     Unknown names or keyword arguments fail with the known ones listed.
     """
+    if name.startswith(TORCHVISION_PREFIX):
+        from landscape.data.external import torchvision_dataset   # imports torchvision, only when asked
+
+        return torchvision_dataset(name.removeprefix(TORCHVISION_PREFIX), **kwargs)
     accepted = list(inspect.signature(_DATASETS.get(name)).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
@@ -249,3 +272,73 @@ def teacher_student(train_size: int = 4000, test_size: int = 1000, input_dim: in
         description=(f"teacher-student: N(0, I) inputs in {input_dim} dimensions, {task} from a random "
                      f"{activation} teacher with {teacher_width} hidden units, noise std {noise}, seed {seed}; "
                      f"{train_size} train / {test_size} test."))
+
+
+@register_dataset("synthetic_cifar")
+def synthetic_cifar(train_size: int = 1024, test_size: int = 256, num_classes: int = 10, noise: float = 1.0,
+                    seed: int = 0) -> Dataset:
+    """CIFAR-shaped 3x32x32 images: a smooth random template per class plus Gaussian pixel noise of std noise.
+
+    Each class template is standard normal noise on a 4x4 grid, bilinearly upsampled to 32x32 (so nearby
+    pixels correlate as in natural images); an image is its class template plus independent N(0, noise²)
+    pixel noise. Labels are balanced (sample ``i`` has class ``i mod num_classes``, then shuffled).
+    """
+    if min(train_size, test_size) < 1 or num_classes < 2 or noise < 0:
+        raise ValueError("synthetic_cifar needs positive sizes, num_classes >= 2 and noise >= 0")
+    gen = [torch.Generator().manual_seed(int(s)) for s in np.random.SeedSequence(seed).generate_state(3)]
+    coarse = torch.randn(num_classes, 3, 4, 4, generator=gen[0])
+    templates = nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
+    templates = templates / templates.std(dim=(1, 2, 3), keepdim=True)
+
+    def split(n: int, g: torch.Generator) -> Batch:
+        y = (torch.arange(n) % num_classes)[torch.randperm(n, generator=g)]
+        return templates[y] + noise * torch.randn(n, 3, 32, 32, generator=g), y
+
+    train, test = split(train_size, gen[1]), split(test_size, gen[2])
+    return Dataset(
+        name="synthetic_cifar", train=train, test=test, num_classes=num_classes, input_shape=(3, 32, 32),
+        description=(f"synthetic CIFAR-shaped images: one smooth random 3x32x32 template per class (4x4 normal "
+                     f"noise upsampled bilinearly) plus N(0, {noise}²) pixel noise, {num_classes} balanced classes, "
+                     f"seed {seed}; {train_size} train / {test_size} test."))
+
+
+@register_dataset("tokens")
+def tokens(train_size: int = 512, test_size: int = 128, seq_len: int = 32, vocab_size: int = 64,
+           successors: int = 4, seed: int = 0) -> Dataset:
+    """Token sequences of a random Markov chain over vocab_size tokens (each with successors likely next tokens).
+
+    Token ``t + 1`` is drawn from a fixed distribution given token ``t``: Dirichlet(1) weights on
+    ``successors`` tokens chosen at random per token (zero on the others); the first token is uniform. The
+    entropy rate is below ``log(successors)`` nats, so a language model can learn it. Inputs and targets are
+    the same ``(N, seq_len)`` int64 sequences; the loss is next-token cross-entropy.
+    """
+    if min(train_size, test_size) < 1 or seq_len < 2 or not 1 <= successors <= vocab_size:
+        raise ValueError("tokens needs positive sizes, seq_len >= 2 and 1 <= successors <= vocab_size")
+    gen = [torch.Generator().manual_seed(int(s)) for s in np.random.SeedSequence(seed).generate_state(3)]
+    transition = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+    for token in range(vocab_size):
+        nexts = torch.randperm(vocab_size, generator=gen[0])[:successors]
+        weights = -torch.log(torch.rand(successors, generator=gen[0], dtype=torch.float64))  # Dirichlet(1)
+        transition[token, nexts] = weights / weights.sum()
+
+    def split(n: int, g: torch.Generator) -> Batch:
+        ids = torch.empty(n, seq_len, dtype=torch.int64)
+        ids[:, 0] = torch.randint(vocab_size, (n,), generator=g)
+        for t in range(1, seq_len):
+            ids[:, t] = torch.multinomial(transition[ids[:, t - 1]], 1, generator=g)[:, 0]
+        return ids, ids
+
+    train, test = split(train_size, gen[1]), split(test_size, gen[2])
+    return Dataset(
+        name="tokens", train=train, test=test, num_classes=vocab_size, input_shape=(seq_len,), next_token=True,
+        description=(f"token sequences of length {seq_len} from a random Markov chain over {vocab_size} tokens, "
+                     f"{successors} possible successors per token, seed {seed}; {train_size} train / {test_size} "
+                     f"test; next-token cross-entropy."))
+
+
+@register_dataset("imagefolder")
+def imagefolder(root: str = ".", test_fraction: float = 0.2, size: int | None = None, seed: int = 0) -> Dataset:
+    """Images in class folders under root (root/train and root/test if both exist), read with Pillow, in [0, 1]."""
+    from landscape.data.external import image_folder
+
+    return image_folder(root, test_fraction=test_fraction, size=size, seed=seed)
