@@ -1,4 +1,4 @@
-"""Extreme eigenpairs of a symmetric operator by thick-restart Lanczos, converged on residual norms."""
+"""Extreme eigenpairs of a symmetric operator, certified to be the ``k`` extreme ones within a tolerance."""
 from __future__ import annotations
 
 import math
@@ -9,35 +9,47 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape.linalg.block_lanczos import BlockKrylov, block_norm
+from landscape.linalg.certify import gap_bounds, verify
 from landscape.linalg.lanczos import ThickRestartLanczos
 from landscape.linalg.operator import Counted, SymmetricOperator
 
 WHICH = ("largest", "smallest", "both")
 CRITERIA = ("residual", "eigenvalue")
+METHODS = ("lanczos", "block")
+TOLERANCE_MEANING = "|theta_i - lambda_i| <= tol * |lambda|_max for each i (lambda_i the i-th extreme eigenvalue)"
 
 
 @dataclass(frozen=True)
 class Eigenpairs:
-    """Ritz approximations to extreme eigenpairs, with their residuals and error bounds.
+    """Ritz approximations to the ``k`` extreme eigenpairs, with their residuals and certified error bounds.
 
     Attributes:
         eigenvalues: ``(k,)`` for ``which="largest"`` (descending) or ``"smallest"`` (ascending); ``(2k,)``
             for ``"both"``, descending, so the first ``k`` are the largest and the last ``k`` the smallest.
         eigenvectors: ``(n, k)`` (or ``(n, 2k)``) orthonormal columns in the same order.
-        residuals: ``||A v_i - theta_i v_i||_2`` from the Lanczos recurrence (``|beta| |s_i[-1]|``). With
-            a basis stored less precisely than the operator (``basis_dtype``), the recurrence is exact only
-            to about the basis's machine epsilon (:mod:`landscape.linalg.basis`): the returned pairs are
-            then multiplied once more, and ``eigenvalues`` are their Rayleigh quotients
-            ``v_i^T A v_i`` and ``residuals`` their true residual norms.
-        error_bounds: ``min(r_i, r_i^2 / gap_i) + sqrt(n) eps scale`` estimating ``|lambda_i - theta_i|``,
-            where ``gap_i`` is the distance from ``theta_i`` to the nearest other Ritz value less that value's
-            residual (floored at 0) and the last term is the rounding floor (``eps`` of the dtype). ``r_i``
-            bounds the distance from ``theta_i`` to the nearest eigenvalue of ``A`` rigorously;
-            ``r_i^2 / gap_i`` (Kato-Temple; Parlett 1998 section 11.7) holds when ``gap_i`` is at most the
-            distance to every other eigenvalue, which the Ritz values estimate from inside the spectrum.
-        matvecs: products with the operator used by this call.
-        converged: every returned pair met the stopping rule within ``max_matvecs``.
-        which, tol, criterion: the request; ``scale``: the ``|lambda|_max`` estimate the tolerance multiplied.
+        residuals: ``||A v_i - theta_i v_i||_2``: from the Lanczos recurrence (``|beta| |s_i[-1]|``), or, when
+            the pairs come from a block or merged basis (``method="block"``, a refinement after a failed
+            verification) or from a basis stored less precisely than the operator (``basis_dtype``), from an
+            explicit product (true residuals).
+        error_bounds: bounds on ``|theta_i - lambda_i|``, ``lambda_i`` the ``i``-th extreme eigenvalue counted
+            with multiplicity (:mod:`landscape.linalg.certify`): ``eps + max(0, mu - theta_i)``, or
+            ``2 eps^2 / (eta_i + sqrt(eta_i^2 + 4 eps^2))`` across a gap ``eta_i`` to the rest of the
+            spectrum, where ``eps`` is the norm of the whole residual block and ``mu`` the extreme eigenvalue
+            of the rest (estimated by the verification pass when ``converged``, by the solver's unwanted Ritz
+            values otherwise), plus the rounding floor ``sqrt(n) eps_dtype scale``. Ritz values lie inside
+            the spectrum, so the error is one-sided: ``theta_i <= lambda_i`` at the top, ``>=`` at the bottom.
+        matvecs: products with the operator used by this call, certification included.
+        converged: certified: the returned values are the ``k`` extreme eigenvalues (with multiplicity) to
+            within ``tol * scale`` each (``error_bounds <= tol * scale``), checked by a verification pass from
+            a fresh random start deflated against the returned vectors (see :func:`eigs` for the probability
+            model); with ``criterion="residual"`` every residual is within ``tol * scale`` too.
+        reason: why ``converged`` is False ("" when it is True).
+        which, tol, criterion: the request; ``tol`` is relative to ``|lambda|_max`` (:data:`TOLERANCE_MEANING`),
+            ``scale`` the ``|lambda|_max`` estimate it multiplied (the largest ``|theta|`` seen), so
+            ``tol * scale`` (:attr:`absolute_tol`) is the absolute tolerance.
+        method: ``"lanczos"`` or ``"block"``. certify_matvecs: the products the verification passes and any
+            refinement after a failed one cost (included in ``matvecs``).
         space: the operator's ``space`` attribute (a :class:`landscape.ParamSpace`), if it has one.
 
     Tensors are in the operator's dtype and on its device.
@@ -53,6 +65,14 @@ class Eigenpairs:
     criterion: str
     scale: float
     space: Any = field(default=None, repr=False, compare=False)
+    reason: str = ""
+    method: str = "lanczos"
+    certify_matvecs: int = 0
+
+    @property
+    def absolute_tol(self) -> float:
+        """``tol * scale``: the absolute eigenvalue error ``converged`` certifies."""
+        return self.tol * self.scale
 
     def eigenvector_dicts(self) -> list[dict[str, Tensor]]:
         """The eigenvectors as parameter dictionaries ``{name: tensor shaped like the parameter}``, in order."""
@@ -65,28 +85,47 @@ class Eigenpairs:
 def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float = 1e-4,
          criterion: str = "residual", max_matvecs: int | None = None, ncv: int | None = None,
          v0: Tensor | None = None, seed: int = 0, basis_dtype: torch.dtype | None = None,
-         basis_device: torch.device | str | None = None) -> Eigenpairs:
-    """The ``k`` algebraically largest, smallest, or both, eigenpairs of a symmetric operator.
+         basis_device: torch.device | str | None = None, method: str = "lanczos", block_size: int | None = None,
+         certify: bool = True) -> Eigenpairs:
+    """The ``k`` algebraically largest, smallest, or both, eigenpairs of a symmetric operator, certified.
 
-    Thick-restart Lanczos with full reorthogonalisation (Wu & Simon 2000): one matvec per step, the basis
-    kept orthonormal by classical Gram-Schmidt twice, ``ncv`` basis vectors at most. When the basis is full
-    it restarts, losing no matvecs, from the ``m + (ncv - m) // 3`` Ritz vectors nearest the wanted end(s)
-    (``m`` the number of wanted pairs) plus the converged Ritz vectors elsewhere, locked so that they
-    deflate the operator: seeking the most negative eigenvalues, the locked large outliers no longer slow
-    the polynomial filter down.
+    Tolerance. ``tol`` is relative to ``|lambda|_max``: ``converged=True`` means every returned value is within
+    ``tol * scale`` of the corresponding extreme eigenvalue counted with multiplicity (``scale`` the largest
+    ``|theta|`` seen, a lower bound on ``||A||_2``, accurate after a few steps), and not only of *some*
+    eigenvalue: a missed copy of a multiple eigenvalue or a hidden member of a cluster makes it False. Small
+    eigenvalues are therefore resolved only to ``tol |lambda|_max``: the most negative eigenvalues of a Hessian
+    at interpolation, around ``-5e-4 |lambda|_max``, need ``tol`` well below ``5e-4`` to mean anything.
 
-    Stopping rule, checked after every step once there are ``m`` Ritz values: with ``scale`` the largest
-    ``|theta|`` of any Ritz value so far (a lower bound on ``||A||_2``, accurate after a few steps), stop
-    when every wanted pair has
+    Methods:
 
-    * ``criterion="residual"``: ``r_i = ||A v_i - theta_i v_i|| <= tol * scale``. Then some eigenvalue lies
-      within ``tol * scale`` of ``theta_i`` (and, by Kato-Temple, within ``r_i^2 / gap_i``, far closer);
-    * ``criterion="eigenvalue"``: ``error_bounds_i <= tol * scale``, i.e. the eigenvalue error
-      estimate (see :class:`Eigenpairs`) rather than the vector's residual meets the tolerance. It stops
-      earlier where gaps are wide compared with the residuals (the eigenvalue error is then about the
-      squared residual); in clusters it falls back to the residual. Use it when only eigenvalues matter.
+    * ``"lanczos"``: thick-restart Lanczos with full reorthogonalisation (Wu & Simon 2000): one matvec per
+      step, ``ncv`` basis vectors at most. When the basis is full it restarts, losing no matvecs, from the
+      ``m + (ncv - m) // 3`` Ritz vectors nearest the wanted end(s) (``m`` the number of wanted pairs) plus the
+      converged Ritz vectors elsewhere, locked so that they deflate the operator.
+    * ``"block"``: block Lanczos in Rayleigh-Ritz form (:mod:`landscape.linalg.block_lanczos`) from ``block_size``
+      random vectors (default ``m``), one ``matmat`` of ``block_size`` vectors per step: it sees eigenvalues of
+      multiplicity up to ``block_size`` at once, and on an accelerator a ``matmat`` of ``b`` vectors costs far
+      less than ``b`` products. On a CPU it needs more matvecs than ``"lanczos"``.
 
-    The residual comes from the recurrence, ``||A V s - theta V s|| = |beta_j| |s_j|``, costing no matvecs.
+    Stopping rule, checked after every step: with ``eps`` the norm of the residual block of the wanted pairs
+    and ``mu`` the nearest unwanted Ritz value pushed out by its residual, every wanted pair's bound
+    (:func:`landscape.linalg.certify.gap_bounds`) is within ``tol * scale``; with ``criterion="residual"``
+    every residual ``r_i = ||A v_i - theta_i v_i||`` is within ``tol * scale`` too (use it when the vectors
+    matter; ``"eigenvalue"`` stops earlier where gaps are wide, the eigenvalue error being about
+    ``eps^2 / gap``).
+
+    Certification (``certify=True``), after the stopping rule: a verification pass
+    (:func:`landscape.linalg.certify.verify`), a Lanczos run from a fresh random start on the operator
+    deflated against the returned vectors, bounds the rest of the spectrum. If it finds an eigenvalue beyond
+    the ``k``-th value by more than the bounds allow, the union of the returned and the found vectors seeds a
+    block refinement and a new pass follows; if the residual block is too large for the gaps, the pairs are
+    refined too. ``converged`` is True only when a pass certifies ``error_bounds <= tol * scale``; otherwise
+    ``reason`` says what failed. The certificate is exact given the extreme eigenvalue of the deflated operator;
+    that eigenvalue is estimated from the pass's extreme Ritz value plus its residual (Zhou & Li 2011), which
+    can miss an eigenvalue only when the random start is nearly orthogonal to its eigenvector (a Gaussian
+    start has a component below ``delta / sqrt(n)`` along a fixed unit vector with probability about
+    ``0.8 delta``), independently of the first run's start. On separated spectra a pass costs a few matvecs
+    (see ``analyses/README.md``); ``certify=False`` skips it and always reports ``converged=False``.
 
     Args:
         op: symmetric operator (``shape``, ``dtype``, ``device``, ``matmat``).
@@ -95,48 +134,51 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
             ``"both"`` (``2k`` values, descending).
         tol: relative tolerance as above. It should exceed the operator's rounding, ``~sqrt(n) eps |A|``.
         criterion: ``"residual"`` or ``"eigenvalue"``.
-        max_matvecs: budget of matvecs; default ``max(1000, 10 * ncv)``. At least the number of wanted
-            pairs. A less precise ``basis_dtype`` adds the certifying products (one per returned pair).
+        max_matvecs: budget of matvecs, certification included; default ``max(1000, 10 * ncv)``. At least
+            the number of wanted pairs.
         ncv: largest basis size, ``m < ncv <= n``; default ``min(n, max(5 m, 20))`` for ``"largest"``
             (top-5 of a 7.4k-parameter MLP Hessian at 1e-4: 22 matvecs with a restart at ``ncv=20``, 21 from
             ``ncv=24`` on) and ``min(n, max(2 m + 1, 60))`` otherwise: the most negative eigenvalues of a
             Hessian sit at the edge of its bulk and need ~100 Lanczos steps, which restarts would lengthen.
-        v0: warm start, a vector ``(n,)`` or a block ``(n, b)`` (e.g. the eigenvectors of a previous call);
-            the run starts from the sum of its normalised columns. It finds what that vector's Krylov space
-            holds: if ``v0`` spans an invariant subspace the run stops at its eigenpairs, so an eigenvector
-            orthogonal to a stale ``v0`` can be missed; start cold from time to time.
-        seed: seeds the random start (and the random continuation after an exact invariant subspace) on
+            ``"block"`` uses at least ``4 block_size + m``.
+        v0: warm start, a vector ``(n,)`` or a block ``(n, b)`` (e.g. the eigenvectors of a previous call):
+            ``"lanczos"`` starts from the sum of its normalised columns, ``"block"`` from the columns (topped
+            up with random ones to ``block_size``). A stale ``v0`` spanning an invariant subspace would hide the
+            rest of the spectrum; the verification pass starts cold, so it catches that.
+        seed: seeds the random starts (and the random continuation after an exact invariant subspace) on
             the operator's device; the global RNG is unused.
-        basis_dtype: dtype the Lanczos basis is stored in (default: the operator's). ``torch.bfloat16``
-            under a float32 operator, or ``torch.float32`` under a float64 one, halves the basis memory.
-            Rounding the basis puts a floor of about ``eps_b |lambda|_max / 4`` under the true residuals
-            (``eps_b`` its machine epsilon), so with ``criterion="residual"`` ``tol`` must exceed ``eps_b``
-            (0.0078 for bfloat16); the returned pairs are certified by ``k`` more products (see
-            ``residuals``). Eigenvalues are far more accurate (``r^2 / gap``): on a 300 x 300 Hessian-like
-            spectrum with a bfloat16 basis, relative eigenvalue errors of 3e-6 to 5e-5 where the true
-            residuals were 3e-4 to 2e-3. float16 loses entries below 6e-5 (its normal range): prefer
-            bfloat16.
-        basis_device: device the basis is stored on (default: the operator's), e.g. ``"cpu"`` while the
-            operator runs on a GPU: each step then moves one vector to the device and one back, and
-            orthogonalises on the basis device.
+        basis_dtype: dtype the Lanczos basis is stored in (default: the operator's; ``"lanczos"`` only).
+            ``torch.bfloat16`` under a float32 operator, or ``torch.float32`` under a float64 one, halves the
+            basis memory. Rounding the basis puts a floor of about ``eps_b |lambda|_max / 4`` under the true
+            residuals (``eps_b`` its machine epsilon), so with ``criterion="residual"`` ``tol`` must exceed
+            ``eps_b`` (0.0078 for bfloat16); the returned pairs are then re-projected by one more product of
+            the ``m`` vectors (see ``residuals``). Eigenvalues are far more accurate (``r^2 / gap``): on a
+            300 x 300 Hessian-like spectrum with a bfloat16 basis, relative eigenvalue errors of 3e-6 to 5e-5
+            where the true residuals were 3e-4 to 2e-3. float16 loses entries below 6e-5 (its normal range):
+            prefer bfloat16.
+        basis_device: device the basis is stored on (default: the operator's; ``"lanczos"`` only), e.g.
+            ``"cpu"`` while the operator runs on a GPU: each step then moves one vector to the device and one
+            back, and orthogonalises on the basis device.
+        method: ``"lanczos"`` or ``"block"`` (above).
+        block_size: vectors per step of ``"block"`` (default ``m``); at least the largest multiplicity expected.
+        certify: run the verification pass (above).
 
-    Memory: ``(ncv + 1) n`` elements of ``basis_dtype`` on ``basis_device`` for the basis; about ``3 n``
-    elements of the operator's dtype for one step's vectors (on the basis device, plus ``n`` on the
-    operator's when the two differ); restarts rewrite the basis in place, in chunks of at most 4M elements;
-    ``k n`` (``2 k n`` for ``"both"``) for the returned eigenvectors; ``ncv^2`` floats on the host. Plus
-    whatever the operator keeps. For an 11M-parameter float32 network and ``k = 1`` (``ncv = 20``): 0.92
-    GB of basis in float32, 0.46 GB in bfloat16, none on the GPU with ``basis_device="cpu"``.
+    Memory (``"lanczos"``): ``(ncv + 1) n`` elements of ``basis_dtype`` on ``basis_device`` for the basis;
+    about ``3 n`` elements of the operator's dtype for one step's vectors (on the basis device, plus ``n`` on
+    the operator's when the two differ); restarts rewrite the basis in place, in chunks of at most 4M
+    elements; ``m n`` for the returned eigenvectors; ``ncv^2`` floats on the host. The verification pass
+    holds another basis of at most ``ncv + 1`` vectors plus the ``m`` it deflates. ``"block"``: ``2 ncv n``
+    (basis and image). Plus whatever the operator keeps. For an 11M-parameter float32 network and ``k = 1``
+    (``ncv = 20``): 0.92 GB of basis in float32, 0.46 GB in bfloat16, none on the GPU with
+    ``basis_device="cpu"``.
 
-    Host synchronisation: one transfer of ``j + 2`` numbers per step (the new column of ``H``, which the
-    convergence check of that step needs); the small projected eigenproblem is solved on the host.
+    Host synchronisation: one transfer of ``j + 2`` numbers per Lanczos step (the new column of ``H``, which
+    the convergence check of that step needs); the small projected eigenproblems are solved on the host.
 
     Distributed operators: run the same call, with the same arguments and ``seed``, on every rank. The
-    start vector comes from a generator seeded on the operator's device, every product returns the same
+    start vectors come from a generator seeded on the operator's device, every product returns the same
     all-reduced result on every rank, and the rest of the arithmetic is the same on every rank, so every
-    decision (convergence, restarts, breakdowns) and every result agree across ranks.
-
-    Single-vector Lanczos finds one vector per multiple eigenvalue; the other copies appear only through
-    rounding and restarts, so a multiplicity may be under-reported (as with ARPACK).
+    decision (convergence, restarts, breakdowns, certification) and every result agree across ranks.
     """
     A = Counted(op)
     n = A.n
@@ -144,13 +186,23 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     wanted = 2 * k if which == "both" else k
     if k < 1 or wanted >= n:
         raise ValueError(f"k={k} with which={which!r} asks for {wanted} eigenpairs of a dimension-{n} operator; "
                          f"it must be at least 1 and below {n} (for all eigenpairs use torch.linalg.eigh)")
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}")
+    if method == "block" and (basis_dtype is not None or basis_device is not None):
+        raise ValueError("basis_dtype and basis_device apply to method='lanczos'; method='block' keeps its basis "
+                         "in the operator's dtype and device")
+    block_size = wanted if block_size is None else block_size
+    if not 1 <= block_size < n:
+        raise ValueError(f"block_size={block_size} must be at least 1 and below n={n}")
     default_ncv = max(5 * wanted, 20) if which == "largest" else max(2 * wanted + 1, 60)
+    if method == "block":
+        default_ncv = max(default_ncv, 4 * block_size + wanted)
     ncv = min(n, default_ncv) if ncv is None else ncv
     if not wanted < ncv <= n:
         raise ValueError(f"ncv={ncv} must satisfy {wanted} (eigenpairs asked) < ncv <= n={n}")
@@ -159,48 +211,185 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
         raise ValueError(f"max_matvecs={max_matvecs} is below the {wanted} eigenpairs asked")
 
     generator = A.generator(seed)
-    run = ThickRestartLanczos(A, ncv, generator, basis_dtype, basis_device)
-    lossy = 2 * run.layout.unit_roundoff     # eps_b when the basis is less precise than the operator, else 0
-    if criterion == "residual" and not tol > lossy:
-        raise ValueError(f"tol={tol} is below the precision of a {run.layout.dtype} basis (eps {lossy:.3g}), "
-                         "which bounds the residuals: use a larger tol, criterion='eigenvalue', or a more "
-                         "precise basis_dtype")
-    run.start(_start_vector(A, v0, generator))
-    scale = 0.0
-    rounding = math.sqrt(n) * float(torch.finfo(A.dtype).eps)
-    while True:
-        run.expand()
-        if run.j < wanted:
-            continue
-        theta, S, r = run.ritz()
-        scale = max(scale, float(np.abs(theta).max()))
-        bounds = _error_bounds(theta, r) + rounding * scale
-        sel = _select(theta.size, which, wanted)
-        test = r[sel] if criterion == "residual" else bounds[sel]
-        converged = bool(np.all(test <= tol * scale))
-        if converged or run.exhausted or A.matvecs >= max_matvecs:
+    stop = _StoppingRule(which, wanted, tol, criterion, math.sqrt(n) * float(torch.finfo(A.dtype).eps))
+    if method == "lanczos":
+        ritz = _lanczos(A, stop, ncv, max_matvecs, _start_vector(A, v0, generator), generator, basis_dtype,
+                        basis_device)
+    else:
+        ritz = _block(A, stop, ncv, max_matvecs, _start_block(A, v0, block_size, generator), generator, 0.0)
+    solved = A.matvecs
+    converged, reason = False, ""
+    if not ritz.met:
+        reason = f"the stopping rule was not met within max_matvecs={max_matvecs} products"
+    elif not certify:
+        reason = "certify=False: the stopping rule was met but no verification pass checked that these are the " \
+                 "k extreme eigenvalues"
+    sides = stop.sides()
+    for rounds in range(2 * wanted + 4):
+        if not (ritz.met and certify):
             break
-        if run.j == ncv:
-            idx = _restart_set(theta.size, which, wanted, r <= tol * scale)
-            run.restart(theta[idx], S[:, idx])
+        left = max_matvecs - A.matvecs
+        target = tol * ritz.scale
+        if left <= 0:
+            reason = f"max_matvecs={max_matvecs} was spent before a verification pass could run"
+            break
+        check = verify(A, ritz.vectors.T, ritz.values, sides, ritz.eps, target, generator, ncv, left,
+                       stop.rounding * ritz.scale, basis_dtype, basis_device)
+        if check.passed:
+            converged, reason = True, ""
+            ritz = ritz.with_bounds(check.bounds)
+            break
+        reason = check.reason
+        if A.matvecs >= max_matvecs:
+            reason += f"; max_matvecs={max_matvecs} spent"
+            break
+        # refine from the union of the pairs and what the pass found; halve the stopping rule's target after
+        # a failure that was the residuals' (a missed eigenvalue is fixed by the union itself)
+        shrink = 1.0 if check.missed.shape[0] else ritz.shrink / 2
+        start = torch.cat([ritz.vectors, check.missed.T.to(ritz.vectors)], dim=1)
+        ritz = _block(A, _StoppingRule(which, wanted, tol, criterion, stop.rounding, shrink), ncv,
+                      max_matvecs, start, generator, ritz.scale)
+        if not ritz.met:
+            reason += f"; the refinement did not meet the stopping rule within max_matvecs={max_matvecs}"
+    else:
+        reason += f"; gave up after {rounds + 1} verification passes"
 
     def tensor(x: np.ndarray) -> Tensor:
         return torch.as_tensor(np.ascontiguousarray(x), dtype=A.dtype, device=A.device)
 
-    vectors = run.vectors(S[:, sel])
-    if lossy:   # the recurrence no longer certifies the pairs: one more product does
-        rho, true, vectors = _rayleigh_quotients(A, vectors)
-        theta, r = theta.copy(), r + lossy * scale   # the other Ritz pairs' residuals, with the rounding floor
-        theta[sel], r[sel] = rho, true
-        bounds = _error_bounds(theta, r) + rounding * scale
-        test = r[sel] if criterion == "residual" else bounds[sel]
-        converged = converged and bool(np.all(test <= tol * scale))
-        order = np.argsort(theta[sel] if which == "smallest" else -theta[sel], kind="stable")
-        sel, vectors = sel[order], vectors[torch.as_tensor(order, device=vectors.device)]
-    return Eigenpairs(eigenvalues=tensor(theta[sel]), eigenvectors=vectors.T.contiguous(),
-                      residuals=tensor(r[sel]), error_bounds=tensor(bounds[sel]), matvecs=A.matvecs,
-                      converged=converged, which=which, tol=tol, criterion=criterion, scale=scale,
-                      space=getattr(op, "space", None))
+    return Eigenpairs(eigenvalues=tensor(ritz.values), eigenvectors=ritz.vectors.contiguous(),
+                      residuals=tensor(ritz.residuals), error_bounds=tensor(ritz.bounds), matvecs=A.matvecs,
+                      converged=converged, which=which, tol=tol, criterion=criterion, scale=ritz.scale,
+                      space=getattr(op, "space", None), reason=reason, method=method,
+                      certify_matvecs=A.matvecs - solved)
+
+
+@dataclass(frozen=True)
+class _Ritz:
+    """Wanted Ritz pairs in output order: values, vectors (columns), residual norms, the residual block's
+    2-norm ``eps``, error bounds, whether the stopping rule was met, the scale, the stopping rule's shrink."""
+    values: np.ndarray
+    vectors: Tensor
+    residuals: np.ndarray
+    eps: float
+    bounds: np.ndarray
+    met: bool
+    scale: float
+    shrink: float = 1.0
+
+    def with_bounds(self, bounds: np.ndarray) -> _Ritz:
+        return _Ritz(self.values, self.vectors, self.residuals, self.eps, bounds, self.met, self.scale, self.shrink)
+
+
+@dataclass(frozen=True)
+class _StoppingRule:
+    """The stopping rule of :func:`eigs` (see its docstring), with the target ``shrink * tol * scale``."""
+    which: str
+    wanted: int
+    tol: float
+    criterion: str
+    rounding: float          # sqrt(n) eps of the dtype: the floor added to every bound, times scale
+    shrink: float = 1.0
+
+    def sides(self) -> np.ndarray:
+        """``+1`` (top end) or ``-1`` (bottom end) for each wanted value, in output order."""
+        top = {"largest": self.wanted, "smallest": 0, "both": self.wanted - self.wanted // 2}[self.which]
+        return np.concatenate([np.ones(top), -np.ones(self.wanted - top)])
+
+    def check(self, theta: np.ndarray, r: np.ndarray, eps: float, scale: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        """For ascending Ritz values ``theta`` and residuals ``r``: the wanted indices (output order), their
+        bounds with the unwanted Ritz values as the rest of the spectrum, and whether the rule is met."""
+        sel = _select(theta.size, self.which, self.wanted)
+        rest = np.setdiff1d(np.arange(theta.size), sel)
+        wanted_values = theta[sel]
+        mu_top = (theta[rest] + r[rest]).max() if rest.size else wanted_values.min()
+        mu_bottom = (theta[rest] - r[rest]).min() if rest.size else wanted_values.max()
+        bounds = gap_bounds(wanted_values, self.sides(), eps, mu_top, mu_bottom) + self.rounding * scale
+        target = self.shrink * self.tol * scale
+        met = bool(np.all(bounds <= target))
+        if self.criterion == "residual":
+            met = met and bool(np.all(r[sel] <= target))
+        return sel, bounds, met
+
+
+def _lanczos(A: Counted, stop: _StoppingRule, ncv: int, max_matvecs: int, v: Tensor, generator: torch.Generator,
+             basis_dtype: torch.dtype | None, basis_device: torch.device | str | None) -> _Ritz:
+    """Thick-restart Lanczos until ``stop`` is met, the space is exhausted or the budget spent."""
+    run = ThickRestartLanczos(A, ncv, generator, basis_dtype, basis_device)
+    lossy = 2 * run.layout.unit_roundoff     # eps_b when the basis is less precise than the operator, else 0
+    if stop.criterion == "residual" and not stop.tol > lossy:
+        raise ValueError(f"tol={stop.tol} is below the precision of a {run.layout.dtype} basis (eps {lossy:.3g}), "
+                         "which bounds the residuals: use a larger tol, criterion='eigenvalue', or a more "
+                         "precise basis_dtype")
+    run.start(v)
+    scale = 0.0
+    while True:
+        run.expand()
+        if run.j < stop.wanted:
+            continue
+        theta, S, r = run.ritz()
+        scale = max(scale, float(np.abs(theta).max()))
+        if lossy:
+            r = r + lossy * scale     # the rounding floor of the stored basis
+        eps = float(np.sqrt(np.sum(r[_select(theta.size, stop.which, stop.wanted)] ** 2)))   # R = beta v s^T
+        sel, bounds, met = stop.check(theta, r, eps, scale)
+        if met or run.exhausted or A.matvecs >= max_matvecs:
+            break
+        if run.j == ncv:
+            idx = _restart_set(theta.size, stop.which, stop.wanted, r <= stop.tol * scale)
+            run.restart(theta[idx], S[:, idx])
+    vectors = run.vectors(S[:, sel]).T
+    if not lossy:
+        return _Ritz(theta[sel], vectors, r[sel], eps, bounds, met, scale)
+    # the recurrence no longer certifies the pairs: one more product of them does (Rayleigh-Ritz)
+    values, vectors, residuals, eps = _rayleigh_ritz(A, vectors, stop)
+    rest = np.setdiff1d(np.arange(theta.size), sel)
+    theta_all, r_all = np.concatenate([values, theta[rest]]), np.concatenate([residuals, r[rest]])
+    order = np.argsort(theta_all, kind="stable")
+    _, bounds, again = stop.check(theta_all[order], r_all[order], eps, scale)
+    return _Ritz(values, vectors, residuals, eps, bounds, met and again, scale)
+
+
+def _block(A: Counted, stop: _StoppingRule, ncv: int, max_matvecs: int, X: Tensor, generator: torch.Generator,
+           scale: float) -> _Ritz:
+    """Block Lanczos (:class:`BlockKrylov`) from the columns of ``X`` until ``stop`` is met, the space is
+    exhausted or the budget spent; blocks of ``X.shape[1]`` vectors."""
+    b = X.shape[1]
+    ncv = max(ncv, min(A.n, 3 * b + stop.wanted))
+    space = BlockKrylov(A, ncv, generator)
+    space.extend(X)
+    while True:
+        theta, S = space.ritz()
+        if theta.size >= stop.wanted:
+            scale = max(scale, float(np.abs(theta).max()))
+            r_all = space.pairs(S, theta)[2]
+            sel = _select(theta.size, stop.which, stop.wanted)
+            vectors, R, _ = space.pairs(S[:, sel], theta[sel])
+            eps = block_norm(R)
+            sel, bounds, met = stop.check(theta, r_all, eps, scale)
+            if met or space.exhausted or A.matvecs + b > max_matvecs:
+                return _Ritz(theta[sel], vectors, r_all[sel], eps, bounds, met, scale, stop.shrink)
+        near = _select(theta.size, stop.which, min(b, theta.size))
+        _, grow, _ = space.pairs(S[:, near], theta[near])
+        if space.m + b > ncv:
+            keep = _select(theta.size, stop.which, min(theta.size, stop.wanted + (space.m - stop.wanted) // 3))
+            space.restart(S[:, keep], theta[keep])
+        space.extend(grow)
+
+
+def _rayleigh_ritz(A: Counted, Y: Tensor, stop: _StoppingRule) -> tuple[np.ndarray, Tensor, np.ndarray, float]:
+    """Rayleigh-Ritz on the span of the columns of ``Y`` (orthonormalised), by one product of all of them:
+    the Ritz values in output order, the vectors, their true residual norms and the residual block's norm."""
+    Q, _ = torch.linalg.qr(Y)
+    AQ = A.matmat(Q)
+    G = (Q.T @ AQ).cpu().double().numpy()
+    theta, S = np.linalg.eigh((G + G.T) / 2)
+    order = _select(theta.size, stop.which, theta.size) if stop.which != "both" else np.arange(theta.size)[::-1]
+    coefficients = torch.as_tensor(S[:, order], dtype=A.dtype, device=A.device)
+    vectors = Q @ coefficients
+    R = AQ @ coefficients - vectors * torch.as_tensor(theta[order], dtype=A.dtype, device=A.device)
+    residuals = torch.linalg.vector_norm(R, dim=0).cpu().double().numpy()
+    return theta[order], vectors, residuals, block_norm(R)
 
 
 def _select(size: int, which: str, count: int) -> np.ndarray:
@@ -224,29 +413,6 @@ def _restart_set(size: int, which: str, wanted: int, converged: np.ndarray) -> n
     return np.sort(np.concatenate([near, locked]))
 
 
-def _error_bounds(theta: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """``min(r_i, r_i^2 / gap_i)`` with ``gap_i = max(0, min_{j != i} |theta_i - theta_j| - r_j)``."""
-    if theta.size == 1:
-        return r.copy()
-    dist = np.abs(theta[:, None] - theta[None, :]) - r[None, :]
-    np.fill_diagonal(dist, np.inf)
-    gap = np.maximum(dist.min(axis=1), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quad = np.where(gap > 0, r**2 / gap, np.inf)
-    return np.minimum(r, quad)
-
-
-def _rayleigh_quotients(A: Counted, Y: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
-    """For the rows ``y`` of ``Y`` normalised: Rayleigh quotients ``rho = y^T A y`` and residual norms
-    ``||A y - rho y||``, by one product of all the rows, and the normalised rows."""
-    Y = Y / torch.linalg.vector_norm(Y, dim=1, keepdim=True)
-    AY = A.matmat(Y.T.contiguous()).T
-    rho = (Y * AY).sum(dim=1)
-    residuals = torch.linalg.vector_norm(AY - rho[:, None] * Y, dim=1)
-    host = torch.stack([rho, residuals]).cpu().double().numpy()
-    return host[0], host[1], Y
-
-
 def _start_vector(A: Counted, v0: Tensor | None, generator: torch.Generator) -> Tensor:
     """A random Gaussian vector, or the sum of ``v0``'s normalised columns."""
     if v0 is None:
@@ -259,3 +425,17 @@ def _start_vector(A: Counted, v0: Tensor | None, generator: torch.Generator) -> 
     if not bool((norms > 0).all()) or not bool(torch.isfinite(V).all()):
         raise ValueError("v0 has a zero or non-finite column")
     return (V / norms).sum(dim=1)
+
+
+def _start_block(A: Counted, v0: Tensor | None, b: int, generator: torch.Generator) -> Tensor:
+    """``b`` random Gaussian columns, or the columns of ``v0`` topped up with random ones to ``b``."""
+    X = torch.randn(A.n, b, generator=generator, dtype=A.dtype, device=A.device)
+    if v0 is None:
+        return X
+    V = v0.to(dtype=A.dtype, device=A.device)
+    V = V[:, None] if V.ndim == 1 else V
+    if V.ndim != 2 or V.shape[0] != A.n:
+        raise ValueError(f"v0 must have shape ({A.n},) or ({A.n}, b), got {tuple(v0.shape)}")
+    if not bool(torch.isfinite(V).all()) or not bool((torch.linalg.vector_norm(V, dim=0) > 0).all()):
+        raise ValueError("v0 has a zero or non-finite column")
+    return torch.cat([V, X[:, V.shape[1]:]], dim=1) if V.shape[1] < b else V

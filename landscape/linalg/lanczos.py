@@ -50,17 +50,24 @@ class ThickRestartLanczos:
     ``V`` is stored in ``basis_dtype`` on ``basis_device`` (default: the operator's), see
     :mod:`landscape.linalg.basis`; each step moves one row to the operator and its product back.
 
+    ``locked`` (``(p, n)`` orthonormal rows, e.g. eigenvectors already found) deflates the operator: the start
+    and every product are orthogonalised against them first, so the run is Lanczos on ``P A P`` restricted to
+    their orthogonal complement (``P = I - L^T L``), whose Ritz pairs are those of the compression of ``A``
+    to that complement (a verification pass, :mod:`landscape.linalg.certify`). Memory: ``p n`` more elements
+    of the work dtype.
+
     Memory: ``(ncv + 1) n`` elements of ``basis_dtype`` on ``basis_device`` for the basis, about ``3 n`` of
     the work dtype there for one step's vectors (plus ``n`` on the operator's device when the basis lives
     elsewhere), and ``ncv^2`` host floats. Host synchronisation: one transfer of ``j + 2`` numbers per step.
     """
 
     def __init__(self, op: Counted, ncv: int, generator: torch.Generator, basis_dtype: torch.dtype | None = None,
-                 basis_device: torch.device | str | None = None):
+                 basis_device: torch.device | str | None = None, locked: Tensor | None = None):
         self.op = op
         self.ncv = ncv
         self.generator = generator
         self.layout = Layout(op.dtype, op.device, basis_dtype, basis_device)
+        self.locked = None if locked is None or locked.shape[0] == 0 else self.layout.to_work(locked)
         self.V = self.layout.zeros(ncv + 1, op.n)
         self.H = np.zeros((ncv, ncv))
         self.j = 0
@@ -70,8 +77,8 @@ class ThickRestartLanczos:
         self._tiny = breakdown_tol(self.layout.work_dtype)
 
     def start(self, v: Tensor) -> None:
-        """Begin a new run from the direction ``v`` (n,)."""
-        v = self.layout.to_work(v)
+        """Begin a new run from the direction ``v`` (n,) (its part orthogonal to the locked rows)."""
+        v = self._deflate(self.layout.to_work(v))
         norm = torch.linalg.vector_norm(v)
         if not bool(norm > 0):
             raise ValueError("the starting vector is zero")
@@ -83,7 +90,7 @@ class ThickRestartLanczos:
         """One Lanczos step: ``w = A V[j]``, orthogonalised against ``V[:j+1]``; one matvec, one host sync."""
         j = self.j
         w = self.op.matmat(self.layout.to_op(self.V[j])[:, None])[:, 0]
-        w, h = cgs2(self.V[: j + 1], self.layout.to_work(w))
+        w, h = cgs2(self.V[: j + 1], self._deflate(self.layout.to_work(w)))
         beta = torch.linalg.vector_norm(w)
         host = torch.cat([h, beta[None]]).cpu().double().numpy()
         if not np.isfinite(host).all():
@@ -105,12 +112,16 @@ class ThickRestartLanczos:
         z = torch.randn(self.op.n, generator=self.generator, dtype=self.op.dtype, device=self.op.device)
         z = self.layout.to_work(z)
         before = torch.linalg.vector_norm(z)
-        z, _ = cgs2(self.V[: self.j], z)
+        z, _ = cgs2(self.V[: self.j], self._deflate(z))
         norm = torch.linalg.vector_norm(z)
         if bool(norm <= self._tiny * before):
             self.exhausted = True  # the basis spans the whole space
             return
         self.V[self.j] = z / norm
+
+    def _deflate(self, w: Tensor) -> Tensor:
+        """``w`` less its components along the locked rows (CGS2), or ``w`` itself when none are locked."""
+        return w if self.locked is None else cgs2(self.locked, w)[0]
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ritz values (ascending), the eigenvectors ``S`` of ``H_j`` (j, j), and residual norms ``|beta S[j-1]|``."""

@@ -4,8 +4,30 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import ParamSpace
+from landscape import ParamSpace, build_model, load_dataset
 from landscape.linalg import Eigenpairs, MatrixOperator, eigs
+from landscape.operators import Hessian
+
+
+@pytest.fixture(scope="module")
+def digits_hessian():
+    """A ReLU MLP (64-8-10, 610 weights) trained by full-batch Adam to loss ~1e-3 on 400 digits, float64: its
+    dense Hessian and eigenvalues (ascending). Its most negative eigenvalues lie within 7e-4 lambda_max of 0."""
+    data = load_dataset("digits")
+    x, y = data.train[0][:400].double(), data.train[1][:400]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model("mlp", data.input_shape, data.num_classes, widths=(8,)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(800):
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    H = Hessian(model, loss_fn, (x, y), dtype=torch.float64)
+    D = H.matmat(torch.eye(H.shape[0], dtype=torch.float64))
+    D = (D + D.T) / 2
+    return D, torch.linalg.eigvalsh(D).numpy()
 
 
 def _true_residuals(op, res):
@@ -19,11 +41,12 @@ def _reference(spectrum, which, k):
             "both": np.concatenate([descending[:k], spectrum[:k][::-1]])}[which]
 
 
+@pytest.mark.parametrize("method", ["lanczos", "block"])
 @pytest.mark.parametrize("which", ["largest", "smallest", "both"])
 @pytest.mark.parametrize("tol", [1e-4, 1e-8])
-def test_eigenvalues_meet_tolerance_and_error_bounds_hold(hessian_op, hessian_spectrum, which, tol):
-    res = eigs(hessian_op, k=5, which=which, tol=tol)
-    assert res.converged and res.matvecs == hessian_op.matvecs
+def test_eigenvalues_meet_tolerance_and_error_bounds_hold(hessian_op, hessian_spectrum, which, tol, method):
+    res = eigs(hessian_op, k=5, which=which, tol=tol, method=method)
+    assert res.converged and res.reason == "" and res.matvecs == hessian_op.matvecs and res.method == method
     lam_max = np.abs(hessian_spectrum).max()
     err = np.abs(res.eigenvalues.numpy() - _reference(hessian_spectrum, which, 5))
     assert np.all(err <= tol * lam_max)
@@ -57,10 +80,11 @@ def test_eigenvalue_criterion_stops_no_later_and_bounds_hold(hessian_op, hessian
     assert np.all(by_eigenvalue.error_bounds.numpy() <= 1e-8 * by_eigenvalue.scale)
 
 
-def test_top5_of_hessian_like_spectrum_within_20_matvecs(hessian_op, hessian_spectrum):
+def test_top5_of_hessian_like_spectrum_within_20_matvecs_certification_included(hessian_op, hessian_spectrum):
     res = eigs(hessian_op, k=5, which="largest", tol=1e-4)
     rel = np.abs(res.eigenvalues.numpy() / hessian_spectrum[::-1][:5] - 1)
-    assert res.matvecs <= 20 and np.all(rel <= 1e-4)
+    assert res.converged and res.matvecs <= 20 and np.all(rel <= 1e-4)
+    assert 0 < res.certify_matvecs <= 8
 
 
 def test_warm_start_from_previous_eigenvectors_needs_barely_more_than_k_matvecs(spectrum_op, hessian_spectrum):
@@ -73,14 +97,16 @@ def test_warm_start_from_previous_eigenvectors_needs_barely_more_than_k_matvecs(
     previous = eigs(before, k=5, tol=1e-8)
     cold = eigs(after, k=5, tol=1e-4)
     warm = eigs(after, k=5, tol=1e-4, v0=previous.eigenvectors)
-    assert warm.converged and warm.matvecs <= 5 + 1 and cold.matvecs >= 1.8 * warm.matvecs
+    solve = warm.matvecs - warm.certify_matvecs
+    assert warm.converged and solve <= 5 + 1 and cold.matvecs - cold.certify_matvecs >= 1.8 * solve
+    assert warm.certify_matvecs <= 10   # the verification pass: a few steps on a separated spectrum
     assert torch.allclose(warm.eigenvalues, cold.eigenvalues, rtol=1e-6)
 
 
 def test_warm_start_inside_an_invariant_subspace_converges_at_once(hessian_op):
     exact = eigs(hessian_op, k=3, tol=1e-10)
     again = eigs(hessian_op, k=3, tol=1e-6, v0=exact.eigenvectors)
-    assert again.converged and again.matvecs <= 4
+    assert again.converged and again.matvecs - again.certify_matvecs <= 4
     assert torch.allclose(again.eigenvalues, exact.eigenvalues, rtol=1e-9)
 
 
@@ -93,6 +119,7 @@ def test_runs_with_restarts_on_a_small_basis(hessian_op, hessian_spectrum):
 def test_budget_exhausted_reports_not_converged(hessian_op):
     res = eigs(hessian_op, k=5, which="smallest", tol=1e-10, max_matvecs=12)
     assert not res.converged and res.matvecs == 12 and res.eigenvalues.shape == (5,)
+    assert "max_matvecs=12" in res.reason
 
 
 def test_float32_operator(spectrum_op, hessian_spectrum):
@@ -158,6 +185,9 @@ class _Rectangular:
     ({"k": 5, "max_matvecs": 3}, "max_matvecs=3"),
     ({"v0": torch.ones(299, dtype=torch.float64)}, "v0 must have shape"),
     ({"v0": torch.zeros(300, 2, dtype=torch.float64)}, "zero or non-finite"),
+    ({"method": "arnoldi"}, "method must be one of"),
+    ({"method": "block", "block_size": 0}, "block_size=0"),
+    ({"method": "block", "basis_dtype": torch.float32}, "apply to method='lanczos'"),
 ])
 def test_clear_errors(hessian_op, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -177,3 +207,112 @@ def test_non_finite_products_are_reported(hessian_op):
     hessian_op.A[0, 0] = math.nan
     with pytest.raises(FloatingPointError, match="non-finite"):
         eigs(hessian_op, k=2)
+
+
+# --- certification: the returned values are the k extreme ones (issue 15) ---------------------------------
+
+def _planted_multiplicity(base: np.ndarray, m: int) -> np.ndarray:
+    """``base`` (ascending, top 50) with its top ``m`` eigenvalues replaced by 50, of multiplicity ``m``."""
+    spectrum = base.copy()
+    spectrum[-m:] = 50.0
+    return np.sort(spectrum)
+
+
+def _planted_bottom_cluster() -> np.ndarray:
+    """A ReLU MLP at interpolation: outliers up to 50, a bulk at 0 whose negative part reaches
+    ``-4e-4 lambda_max``, and the five most negative eigenvalues within 5% of each other near
+    ``-5e-4 lambda_max``."""
+    rng = np.random.default_rng(3)
+    outliers = 50.0 * np.geomspace(1.0, 0.06, 8)
+    positive = np.minimum(np.abs(rng.laplace(0.0, 0.05, 230)), 1.5)
+    negative = -np.minimum(np.abs(rng.laplace(0.0, 0.004, 57)), 0.02)
+    cluster = -5e-4 * 50.0 * np.linspace(1.0, 0.95, 5)
+    return np.sort(np.concatenate([outliers, positive, negative, cluster]))
+
+
+def _planted_null_space(base: np.ndarray, zeros: int = 30) -> np.ndarray:
+    """A positive semi-definite spectrum (a GGN, or cross-entropy's null space) with ``zeros`` zero eigenvalues:
+    ``|base|`` with its ``zeros`` smallest set to 0."""
+    spectrum = np.sort(np.abs(base))
+    spectrum[:zeros] = 0.0
+    return np.sort(spectrum)
+
+
+def _extreme(spectrum: np.ndarray, which: str, k: int) -> np.ndarray:
+    return spectrum[::-1][:k] if which == "largest" else spectrum[:k]
+
+
+def _assert_certified_and_right(res, spectrum, which, k, tol):
+    """``converged`` is never True for a set missing an extreme eigenvalue: here it must be True, and right."""
+    lam_max = np.abs(spectrum).max()
+    err = np.abs(res.eigenvalues.numpy() - _extreme(spectrum, which, k))
+    assert res.converged, res.reason
+    assert np.all(err <= tol * lam_max), f"certified {res.eigenvalues.tolist()} but the truth is " \
+                                         f"{_extreme(spectrum, which, k).tolist()}"
+    assert np.all(err <= res.error_bounds.numpy() * (1 + 1e-9))
+
+
+@pytest.mark.parametrize("method", ["lanczos", "block"])
+@pytest.mark.parametrize("m", [2, 3, 5])
+def test_repeated_top_eigenvalue_is_returned_with_its_multiplicity(spectrum_op, hessian_spectrum, m, method):
+    """Single-vector Lanczos sees one copy of a multiple eigenvalue: the old solver returned 50 once and the
+    next eigenvalues instead of the other copies, with ``converged=True``."""
+    spectrum = _planted_multiplicity(hessian_spectrum, m)
+    for seed in range(2):
+        res = eigs(spectrum_op(spectrum), k=5, which="largest", tol=1e-6, seed=seed, method=method)
+        _assert_certified_and_right(res, spectrum, "largest", 5, 1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tight_bottom_cluster_is_resolved_or_not_certified(spectrum_op, seed):
+    """The five most negative eigenvalues within 5% of each other near -5e-4 lambda_max: the old solver
+    skipped one of them (each seed) and said converged."""
+    spectrum = _planted_bottom_cluster()
+    res = eigs(spectrum_op(spectrum), k=5, which="smallest", tol=1e-5, seed=seed)
+    _assert_certified_and_right(res, spectrum, "smallest", 5, 1e-5)
+
+
+@pytest.mark.parametrize("method", ["lanczos", "block"])
+def test_null_space_returns_zeros(spectrum_op, hessian_spectrum, method):
+    """A 30-dimensional null space: the truth is [0, 0, 0]; the old solver returned one zero and two values of
+    ~1e-4 lambda_max, converged."""
+    spectrum = _planted_null_space(hessian_spectrum)
+    for seed in range(2):
+        res = eigs(spectrum_op(spectrum), k=3, which="smallest", tol=1e-4, seed=seed, method=method)
+        _assert_certified_and_right(res, spectrum, "smallest", 3, 1e-4)
+
+
+def test_trained_digits_mlp_smallest_eigenvalues(digits_hessian):
+    """The issue's case, small: a ReLU MLP trained on digits to low loss, float64, dense truth. At tol=1e-3
+    the old solver returned the three most negative eigenvalues off by 1.1-1.4e-3 lambda_max, converged."""
+    D, spectrum = digits_hessian
+    for seed in range(2):
+        res = eigs(MatrixOperator(D), k=3, which="smallest", tol=1e-3, seed=seed)
+        _assert_certified_and_right(res, spectrum, "smallest", 3, 1e-3)
+
+
+def test_too_small_budget_for_certification_says_why(spectrum_op, hessian_spectrum):
+    spectrum = _planted_multiplicity(hessian_spectrum, 3)
+    res = eigs(spectrum_op(spectrum), k=5, which="largest", tol=1e-6, max_matvecs=30)
+    assert not res.converged and res.matvecs <= 30
+    assert "beyond the k-th" in res.reason or "max_matvecs" in res.reason
+
+
+def test_certify_false_skips_the_pass_and_is_not_converged(hessian_op):
+    res = eigs(hessian_op, k=3, tol=1e-6, certify=False)
+    assert not res.converged and res.certify_matvecs == 0 and "certify=False" in res.reason
+    assert res.absolute_tol == pytest.approx(1e-6 * res.scale)
+
+
+def test_block_method_uses_blocks_of_the_operator(spectrum_op, hessian_spectrum):
+    class Recording(MatrixOperator):
+        widths: list = []
+
+        def matmat(self, V):
+            self.widths.append(V.shape[1])
+            return super().matmat(V)
+
+    op = Recording(spectrum_op(hessian_spectrum).A)
+    res = eigs(op, k=4, which="largest", tol=1e-6, method="block", certify=False)
+    assert max(op.widths) == 4 and sum(op.widths) == res.matvecs
+    assert np.allclose(res.eigenvalues.numpy(), hessian_spectrum[::-1][:4], atol=1e-6 * 50)

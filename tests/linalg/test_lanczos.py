@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from landscape.linalg import MatrixOperator
+from landscape.linalg.block_lanczos import BlockKrylov, block_norm
 from landscape.linalg.lanczos import ThickRestartLanczos, lanczos_tridiagonal
 from landscape.linalg.operator import Counted
 
@@ -75,3 +76,36 @@ def test_thick_restart_continues_past_an_invariant_subspace():
     theta, _, r = run.ritz()
     assert np.allclose(theta, [1, 2, 3, 4, 5, 6]) and np.allclose(r, 0.0)
     assert run.exhausted
+
+
+def test_locked_rows_deflate_the_run_to_the_compression(hessian_op):
+    """Locked rows ``L``: the run is Lanczos on the compression of ``A`` to their complement, so a long enough
+    run finds that compression's extreme eigenvalues, and its basis stays orthogonal to ``L``."""
+    A = hessian_op.A
+    L = torch.linalg.qr(torch.randn(300, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64))[0]
+    P = torch.eye(300, dtype=torch.float64) - L @ L.T
+    compression = torch.linalg.eigvalsh(P @ A @ P).numpy()   # 4 zeros (the locked directions) and the rest
+    op = Counted(hessian_op)
+    run = ThickRestartLanczos(op, 80, op.generator(0), locked=L.T)
+    run.start(torch.randn(300, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    for _ in range(80):
+        run.expand()
+    theta, _, _ = run.ritz()
+    assert np.allclose([theta[0], theta[-1]], [compression[0], compression[-1]], atol=1e-8)
+    assert torch.allclose(run.V[: run.j] @ L, torch.zeros(run.j, 4, dtype=torch.float64), atol=1e-12)
+
+
+def test_block_krylov_basis_is_orthonormal_and_residuals_are_true(hessian_op):
+    op = Counted(hessian_op)
+    space = BlockKrylov(op, 40, op.generator(0))
+    space.extend(torch.randn(300, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    for _ in range(5):
+        theta, S = space.ritz()
+        space.extend(space.pairs(S[:, -4:], theta[-4:])[1])
+    assert space.m == 24 and op.matvecs == 24
+    assert torch.allclose(space.Q.T @ space.Q, torch.eye(24, dtype=torch.float64), atol=1e-12)
+    theta, S = space.ritz()
+    Y, R, r = space.pairs(S, theta)
+    true = torch.linalg.vector_norm(hessian_op.A @ Y - Y * torch.as_tensor(theta), dim=0).numpy()
+    assert np.allclose(r, true, rtol=1e-8, atol=1e-11 * 50)
+    assert block_norm(R) == pytest.approx(float(torch.linalg.matrix_norm(R, ord=2)), rel=1e-10)

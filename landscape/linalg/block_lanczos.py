@@ -1,0 +1,115 @@
+"""Block Lanczos in Rayleigh-Ritz form: ``b`` vectors per ``matmat``, multiplicities up to ``b`` seen at once.
+
+The basis ``Q`` (``n x m``, orthonormal columns) and its image ``A Q`` are both kept, and the Ritz pairs come
+from ``G = Q^T A Q`` (Rayleigh-Ritz). Each step appends the residuals ``A y - theta y`` of the ``b`` Ritz
+vectors nearest the wanted end(s), orthonormalised against ``Q`` (classical Gram-Schmidt twice) and among
+themselves, and applies ``A`` to them in one ``matmat``. Started from an ``n x b`` block, the span after
+``s`` steps is the block Krylov space ``span{X, A X, ..., A^s X}`` (the ``b`` residuals span the same new
+directions as ``A`` applied to the last block, when they are independent), so this is block Lanczos
+(Golub & Underwood 1977; Saad 2011, "Numerical Methods for Large Eigenvalue Problems", section 6.3) with
+explicit Rayleigh-Ritz instead of the block-tridiagonal recurrence. A single-vector Krylov space holds one
+vector per eigenvalue whatever its multiplicity; a block of ``b`` random vectors holds up to ``b``.
+
+Residuals are computed from ``A Q`` (``||A Q s - theta Q s||``), not from a recurrence, so they are the true
+residuals to rounding. When the basis reaches ``ncv`` columns it restarts from the Ritz vectors nearest the
+wanted end(s) (thick restart: ``Q <- Q S``, ``A Q <- A Q S``, ``G <- diag(theta)``).
+
+Memory: ``2 ncv n`` elements of the operator's dtype (the basis and its image), plus ``b n`` for a step.
+Host synchronisation: the ``m x m`` matrix ``G`` and a few norms per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor
+
+from landscape.linalg.lanczos import breakdown_tol
+from landscape.linalg.operator import Counted
+
+
+class BlockKrylov:
+    """A block Krylov basis with its image, growing by ``matmat`` of blocks (see the module docstring)."""
+
+    def __init__(self, op: Counted, ncv: int, generator: torch.Generator):
+        self.op = op
+        self.ncv = ncv
+        self.generator = generator
+        self.Q = torch.zeros(op.n, 0, dtype=op.dtype, device=op.device)
+        self.AQ = torch.zeros_like(self.Q)
+        self.G = np.zeros((0, 0))
+        self.exhausted = False
+        self._tiny = breakdown_tol(op.dtype)
+
+    @property
+    def m(self) -> int:
+        return self.Q.shape[1]
+
+    def extend(self, X: Tensor) -> int:
+        """Orthonormalise the columns of ``X`` against the basis and each other, apply ``A`` to those left
+        (one ``matmat``) and append them; returns how many were appended. Columns in the span already are
+        dropped; when all are, random directions replace them (``exhausted`` when the basis is complete)."""
+        room = min(X.shape[1], self.op.n - self.m)
+        kept = self._orthonormal(X)[:, :room]
+        if kept.shape[1] == 0 and room > 0:
+            z = torch.randn(self.op.n, room, generator=self.generator, dtype=self.op.dtype, device=self.op.device)
+            kept = self._orthonormal(z)[:, :room]
+        if kept.shape[1] == 0:
+            self.exhausted = True
+            return 0
+        AX = self.op.matmat(kept.contiguous())
+        cross = (self.Q.T @ AX).cpu().double().numpy()
+        inner = (kept.T @ AX).cpu().double().numpy()
+        if not (np.isfinite(cross).all() and np.isfinite(inner).all()):
+            raise FloatingPointError("the operator returned non-finite values")
+        inner = (inner + inner.T) / 2
+        self.G = np.block([[self.G, cross], [cross.T, inner]])
+        self.Q = torch.cat([self.Q, kept], dim=1)
+        self.AQ = torch.cat([self.AQ, AX], dim=1)
+        self.exhausted = self.m == self.op.n
+        return kept.shape[1]
+
+    def _orthonormal(self, X: Tensor) -> Tensor:
+        """Columns of ``X`` orthogonalised against ``Q`` (CGS2) and orthonormalised among themselves, one by
+        one (CGS2 again), dropping those whose norm falls below the breakdown tolerance."""
+        out = []
+        for i in range(X.shape[1]):
+            x = X[:, i]
+            before = torch.linalg.vector_norm(x)
+            if not bool(before > 0):
+                continue
+            basis = torch.cat([self.Q] + [c[:, None] for c in out], dim=1)
+            for _ in range(2):
+                x = x - basis @ (basis.T @ x)
+            norm = torch.linalg.vector_norm(x)
+            if bool(norm > self._tiny * before):
+                out.append(x / norm)
+        if not out:
+            return X[:, :0]
+        return torch.stack(out, dim=1)
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ritz values (ascending) and the eigenvectors ``S`` of ``G`` (``m x m``)."""
+        return scipy.linalg.eigh(self.G)
+
+    def pairs(self, S: np.ndarray, theta: np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
+        """Ritz vectors ``Q S`` (columns), their residual block ``A Q S - Q S diag(theta)`` and its column norms."""
+        coefficients = torch.as_tensor(S, dtype=self.op.dtype, device=self.op.device)
+        Y = self.Q @ coefficients
+        R = self.AQ @ coefficients - Y * torch.as_tensor(theta, dtype=self.op.dtype, device=self.op.device)
+        return Y, R, torch.linalg.vector_norm(R, dim=0).cpu().double().numpy()
+
+    def restart(self, S: np.ndarray, theta: np.ndarray) -> None:
+        """Keep the Ritz pairs ``(theta, Q S)`` only."""
+        coefficients = torch.as_tensor(S, dtype=self.op.dtype, device=self.op.device)
+        self.Q = self.Q @ coefficients
+        self.AQ = self.AQ @ coefficients
+        self.G = np.diag(theta)
+
+
+def block_norm(R: Tensor) -> float:
+    """``||R||_2`` of an ``n x k`` block, from the eigenvalues of its ``k x k`` Gram matrix."""
+    if R.shape[1] == 0:
+        return 0.0
+    gram = (R.T @ R).cpu().double().numpy()
+    return float(np.sqrt(max(np.linalg.eigvalsh((gram + gram.T) / 2).max(), 0.0)))
