@@ -275,13 +275,13 @@ class CurvatureOperator(abc.ABC):
             if check_reduction and index == 0 and not self._inspectable_loss and not self.batch_statistics:
                 check_declared(lambda a, b: self._fn.loss(self._fn.primals, a, b), self._fn.loss_fn, x, y,
                                self.reduction)
-            leaves = self._fn.leaves()
-            loss = self._batch_loss(leaves, x, y, index)
             normaliser = mean_normaliser(self._fn.loss_fn, y) if self.reduction == "mean" else 1.0
             if normaliser <= 0:
                 raise ReductionError(f"batch {index}'s mean loss divides by {normaliser:g} (every target ignored, "
                                      "or class weights summing to 0): its mean is undefined; drop the batch or use "
                                      "reduction='sum'")
+            leaves = self._fn.leaves()
+            loss = self._batch_loss(leaves, x, y, index)
             g = self._batch_gradient(loss, leaves)
             gradient = g * normaliser if gradient is None else gradient.add_(g, alpha=normaliser)
             losses.append(loss.detach())

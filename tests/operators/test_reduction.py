@@ -170,3 +170,9 @@ def test_reductions_are_read_from_the_loss():
     assert loss_reduction(F.mse_loss) == "mean"
     assert loss_reduction(sum_of_cross_entropies) == "mean"
     assert loss_reduction(sum_of_cross_entropies, "sum") == "sum"
+
+
+def test_a_batch_whose_targets_are_all_ignored_is_refused_by_name(mlp, classification):
+    x, y = classification
+    with pytest.raises(ReductionError, match="batch 1's mean loss divides by 0.*every target ignored"):
+        Hessian(mlp, nn.CrossEntropyLoss(), [(x[:10], y[:10]), (x[10:], torch.full((10,), -100))])
