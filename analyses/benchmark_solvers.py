@@ -43,6 +43,10 @@ convolutions are slow on this CPU and whose dense reference costs 3,052 products
 5. Products over 10 batches of 100 samples (float32): per-vector wall time of a ``matmat`` of 10 vectors
    (graphs cached, and uncached), single products, PyHessian's ``dataloader=`` mode, hessian-eigenthings' full-data
    operator, curvlinops with 10 columns; timing by ``benchmark_products.interleaved`` (best of rounds).
+0. (issue 17) A user's first default call, ``eigs(Hessian(model, loss, data), k=5)`` in a fresh process, against
+   the tuned solve on a prebuilt ``method="reverse", check_determinism=False`` operator, on the issue's
+   7,354-parameter MLP with 1,000 samples (``analyses/first_call.py``; ``--quick``: 200 samples). Target: at
+   most 1.5x.
 
 Per-product costs against a gradient are ``analyses/benchmark_products.py``'s subject, not repeated here.
 Targets are issue 3's; PASS/MISS is printed as measured, ratios are ours/peer from this run.
@@ -101,6 +105,7 @@ except ImportError as error:   # pragma: no cover
                  "(pip install --no-deps curvlinops-for-pytorch einops einconv opt-einsum linear_operator)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import first_call  # noqa: E402
 try:
     from benchmark_products import interleaved
 except ImportError:   # its owner may rename it; the same best-of-rounds timing, kept minimal
@@ -142,6 +147,7 @@ class Config:
     arpack_cap: int        # matvecs after which an eigsh run counts as not converged
     pyhessian_max_iter: int
     long_run: float = 20.0  # seconds: a timed run longer than this is not repeated
+    first_call_samples: int = 1000
 
 
 FULL = Config(mlp_widths=(144,), cnn_channels=18, samples_mlp=500, samples_cnn=128, samples_products=1000,
@@ -149,7 +155,7 @@ FULL = Config(mlp_widths=(144,), cnn_channels=18, samples_mlp=500, samples_cnn=1
               pyhessian_max_iter=1000)
 QUICK = Config(mlp_widths=(16,), cnn_channels=4, samples_mlp=128, samples_cnn=48, samples_products=100,
                train_steps=60, repeats=1, seeds=10, slq_steps=30, slq_runs=4, arpack_cap=1000,
-               pyhessian_max_iter=300, long_run=5.0)
+               pyhessian_max_iter=300, long_run=5.0, first_call_samples=200)
 
 
 # --- the problems ----------------------------------------------------------------------------------------
@@ -925,6 +931,15 @@ def main() -> None:
         summary.append((case.name, targets))
         print(f"  ({name}: {time.perf_counter() - section:.0f} s)")
         del case
+
+    if "eigs" in args.parts:
+        call = first_call.measure("cpu", samples=cfg.first_call_samples, repeats=cfg.repeats)
+        print(f"\n[0] first default call eigs(Hessian(mlp, CE, {cfg.first_call_samples} samples), k=5) in a fresh "
+              f"process: {call.first:.3f} s ({call.first_matvecs} matvecs); tuned solve {call.tuned:.3f} s "
+              f"({call.tuned_matvecs} matvecs, best of {call.repeats})")
+        summary.append(("First default call (issue 17)", [
+            f"first default call / tuned solve <= 1.5: {call.first:.3f}/{call.tuned:.3f} s = {call.ratio:.2f} "
+            f"{verdict(call.ratio <= 1.5)}"]))
 
     print("\nTargets (issue 3), measured in this run:")
     for name, targets in summary:

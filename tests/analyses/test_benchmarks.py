@@ -140,7 +140,12 @@ def test_solvers_quick_reaches_the_target_and_prints_every_task(run_script, caps
                      r"    (\S.*?) +(\S+) ms +(\S+) x landscape matmat\(10\) uncached")
     assert len(products) == 2 * (5 + present["hessian_eigenthings"] + 2 * present["curvlinops"])
     assert all(ms > 0 for _, (ms, _) in products)
+    call = parse(matching(out, r"\[0\] first default call"),
+                 r"\[0\] (first default call) eigs\(.*\) in a fresh process: (\S+) s \((\d+) matvecs\); tuned solve "
+                 r"(\S+) s \((\d+) matvecs, best of 1\)")
+    assert len(call) == 1 and all(value > 0 for value in call[0][1])
     targets = out.split("\nTargets (issue 3), measured in this run:\n", 1)[1]
+    assert "\n  First default call (issue 17)\n    first default call / tuned solve <= 1.5: " in targets
     assert targets.count("\n    top-5 ") >= 2
     for target in ("bottom-5 at each library's defaults", "trace spread", "trace 2-stderr coverage",
                    "density negative mass", "10 batches, per vector"):
