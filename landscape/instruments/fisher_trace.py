@@ -10,6 +10,10 @@ gradients ``g_i = dl_i/dtheta`` over ``N`` samples:
   input drawn from the model: ``(1/(N S)) sum_i sum_s ||g_i(y_is)||^2``. The draws are those of
   ``Fisher(kind="true", samples=S, seed=seed)``, so the estimate equals the trace of that operator.
 
+For a sum-reduced loss (``nn.CrossEntropyLoss(reduction="sum")``, or ``reduction="sum"`` for a callable) the
+Fisher is the sum over samples of the per-sample outer products, as :class:`landscape.Fisher`'s: both
+traces, and the standard error, are ``N`` times those above.
+
 Standard error of the true-Fisher estimate, over the label draws with the inputs fixed: with ``S >= 2``, the
 stratified ``sqrt(sum_i s_i^2 / S) / N`` from the within-input sample variances ``s_i^2``; with ``S = 1``,
 the standard deviation of the ``N`` terms over ``sqrt(N)``, which also counts the spread between inputs
@@ -36,6 +40,7 @@ from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.fisher import per_sample_gradients, sampled_labels
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.likelihoods import sampler_for
+from landscape.operators.reduction import Reduction, loss_reduction, refuse_ignored_targets, refuse_weighted_mean
 from landscape.params import ParamSpace, Selection
 
 KINDS = ("empirical", "true")
@@ -62,20 +67,21 @@ class FisherTrace:
 def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["empirical", "true"] = "empirical", *,
                  samples: int = 1, chunk_size: int | None = None, seed: int = 0, params: Selection = None,
                  masks: dict[str, Tensor] | None = None, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None,
-                 process_group: dist.ProcessGroup | None = None) -> FisherTrace:
+                 device: torch.device | str | None = None, process_group: dist.ProcessGroup | None = None,
+                 reduction: Reduction | None = None) -> FisherTrace:
     """Trace of the empirical or true Fisher of ``model`` over ``data`` (see the module docstring).
 
     Args:
         model: the network, evaluated in its current train/eval modes and left untouched.
-        loss_fn: mean-reduced loss; for ``kind="true"`` cross-entropy or squared error (the likelihoods of
-            :mod:`landscape.operators.likelihoods`).
+        loss_fn: mean- or sum-reduced loss; for ``kind="true"`` cross-entropy or squared error (the
+            likelihoods of :mod:`landscape.operators.likelihoods`).
         data: one ``(inputs, targets)`` batch or an iterable of batches.
         kind: ``"empirical"`` or ``"true"``. samples: labels drawn per input for ``"true"``.
         chunk_size: samples per vmapped chunk (default: as many as fit in 64 MiB of gradients).
         seed: seed of the label draws (batch ``b`` uses its own generator seeded from ``(seed, b)``).
-        params, masks, dtype, device, process_group: as for :class:`landscape.operators.CurvatureOperator`
-            (with ``process_group``, ``data`` is this rank's shard; see the module docstring).
+        params, masks, dtype, device, process_group, reduction: as for
+            :class:`landscape.operators.CurvatureOperator` (with ``process_group``, ``data`` is this rank's
+            shard; see the module docstring).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -92,14 +98,18 @@ def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["em
     dtype = dtype if dtype is not None else reference.dtype
     device = torch.device(device) if device is not None else reference.device
     rank, world_size = (0, 1) if process_group is None else check_group(process_group, device)
-    sampler = sampler_for(loss_fn) if kind == "true" else None
+    reduction = loss_reduction(loss_fn, reduction)
+    refuse_weighted_mean(loss_fn, reduction)
+    sampler = sampler_for(loss_fn, reduction) if kind == "true" else None
     fn = FunctionalModel(model, space, loss_fn, dtype, device)
     draws = samples if kind == "true" else 1
     per_input = []   # (draws, batch) squared gradient norms per batch
     with fn.running(), torch.no_grad():
         for index, batch in enumerate(as_batches(data)):
             x, y = to_device(batch, device, dtype)
-            if sampler is not None:
+            if sampler is None:
+                refuse_ignored_targets(loss_fn, reduction, y, index)
+            else:
                 x, y = sampled_labels(fn, sampler, x, samples, seed, index * world_size + rank)
             norms = torch.cat([G.pow(2).sum(dim=1) for G in per_sample_gradients(fn, space, x, y, chunk_size)])
             per_input.append(norms.reshape(draws, -1).double())
@@ -117,5 +127,7 @@ def fisher_trace(model: nn.Module, loss_fn: LossFn, data: Any, kind: Literal["em
         stderr = math.sqrt(within / draws) / n_inputs
     else:
         stderr = math.sqrt(max(squares - count * value ** 2, 0.0) / (count - 1) / count) if count > 1 else math.inf
+    if reduction == "sum":   # the sum over inputs of their mean over draws
+        value, stderr = value * n_inputs, stderr * n_inputs
     return FisherTrace(value=value, stderr=stderr, samples=int(count), kind=kind,
                        draws=draws if kind == "true" else 0, dim=space.dim)

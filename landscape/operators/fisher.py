@@ -39,7 +39,7 @@ from landscape.operators.base import CurvatureOperator, PreparedBatch
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.likelihoods import Sampler, sampler_for
-from landscape.operators.reduction import ReductionError, class_weights, ignore_index, loss_reduction
+from landscape.operators.reduction import loss_reduction, refuse_ignored_targets, refuse_weighted_mean
 from landscape.params import ParamSpace
 
 CHUNK_BYTES = 2 ** 26
@@ -74,15 +74,11 @@ class Fisher(CurvatureOperator):
             raise ValueError(f"the Fisher needs per-sample gradients, which BatchNorm with batch statistics "
                              f"({names}) does not have: call model.eval()")
         reduction = loss_reduction(loss_fn, kwargs.get("reduction"))
-        if reduction == "mean" and class_weights(loss_fn) is not None:
-            raise ReductionError("the Fisher of a mean-reduced loss needs a mean over samples; CrossEntropyLoss "
-                                 "with class weights divides by the summed weights of the targets instead: build "
-                                 "it with reduction='sum' (the Fisher is then the sum of per-sample outer products)")
+        refuse_weighted_mean(loss_fn, reduction)
         self.kind = kind
         self.samples = samples
         self.seed = seed
         self._sampler = sampler_for(loss_fn, reduction) if kind == "true" else None
-        self._ignore_index = ignore_index(loss_fn) if reduction == "mean" and kind == "empirical" else None
         super().__init__(model, loss_fn, data, **kwargs)
 
     def _precompute(self, index: int, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -101,12 +97,9 @@ class Fisher(CurvatureOperator):
 
     def _gradient_chunks(self, index: int, inputs: Tensor, targets: Tensor) -> Iterator[Tensor]:
         """The per-sample gradients of batch ``index`` as ``(chunk, dim)`` blocks."""
-        if self._ignore_index is not None and not targets.is_floating_point() \
-                and bool((targets == self._ignore_index).any()):
-            raise ReductionError(f"batch {index} has targets equal to ignore_index={self._ignore_index}: a "
-                                 "mean-reduced loss then divides by the kept targets, not the samples, and the "
-                                 "empirical Fisher has no per-sample form; build the loss with reduction='sum'")
-        if self.kind == "true":
+        if self.kind == "empirical":
+            refuse_ignored_targets(self._fn.loss_fn, self.reduction, targets, index)
+        else:
             inputs, targets = sampled_labels(self._fn, self._sampler, inputs, self.samples, self.seed,
                                              index + self.rank * RANK_STRIDE)
         return per_sample_gradients(self._fn, self.space, inputs, targets,

@@ -92,6 +92,27 @@ def ignore_index(loss_fn: Callable[[Tensor, Tensor], Tensor]) -> int | None:
     return -100 if loss_fn in INDEX_FUNCTIONS else None
 
 
+def refuse_weighted_mean(loss_fn: Callable[[Tensor, Tensor], Tensor], reduction: Reduction) -> None:
+    """Per-sample quantities (Fisher, per-sample gradients) need a mean over samples: refuse a mean-reduced
+    loss with class weights, which divides by the summed weights of the targets instead."""
+    if reduction == "mean" and class_weights(loss_fn) is not None:
+        raise ReductionError("the Fisher of a mean-reduced loss needs a mean over samples; CrossEntropyLoss with "
+                             "class weights divides by the summed weights of the targets instead: build it with "
+                             "reduction='sum' (the Fisher is then the sum of per-sample outer products)")
+
+
+def refuse_ignored_targets(loss_fn: Callable[[Tensor, Tensor], Tensor], reduction: Reduction, targets: Tensor,
+                           index: int) -> None:
+    """Per-sample quantities need a mean over samples: refuse batch ``index`` of a mean-reduced loss if some
+    of its class-index ``targets`` equal the loss's ``ignore_index`` (the mean is then over the kept ones,
+    and an ignored sample's own loss is 0/0)."""
+    ignore = ignore_index(loss_fn) if reduction == "mean" else None
+    if ignore is not None and not targets.is_floating_point() and bool((targets == ignore).any()):
+        raise ReductionError(f"batch {index} has targets equal to ignore_index={ignore}: a mean-reduced loss then "
+                             "divides by the kept targets, not the samples, and the Fisher has no per-sample form; "
+                             "build the loss with reduction='sum'")
+
+
 def check_declared(loss_of: Callable[[Tensor, Tensor], Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor],
                    inputs: Tensor, targets: Tensor, reduction: Reduction) -> None:
     """Refuse a callable that visibly reduces the other way than ``reduction`` says.

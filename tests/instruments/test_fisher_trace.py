@@ -78,3 +78,28 @@ def test_batch_statistics_are_refused():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).train()
     with pytest.raises(ValueError, match="model.eval"):
         fisher_trace(model, nn.CrossEntropyLoss(), (torch.randn(8, 3), torch.randint(0, 2, (8,))))
+
+
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+def test_fisher_trace_of_a_summed_loss_is_the_trace_of_its_fisher(tanh_problem, kind):
+    """For a sum-reduced loss the Fisher sums the per-sample outer products: the trace is N times the mean one."""
+    model, _, (x, y) = tanh_problem
+    summed = nn.CrossEntropyLoss(reduction="sum")
+    batches = [(x[:13], y[:13]), (x[13:31], y[13:31]), (x[31:], y[31:])]
+    dense = Fisher(model, summed, batches, kind=kind, samples=2 if kind == "true" else 1, seed=7,
+                   dtype=torch.float64).to_dense()
+    result = fisher_trace(model, summed, batches, kind, samples=2 if kind == "true" else 1, seed=7)
+    mean = fisher_trace(model, nn.CrossEntropyLoss(), batches, kind, samples=2 if kind == "true" else 1, seed=7)
+    assert result.value == pytest.approx(float(torch.trace(dense)), rel=1e-10)
+    assert result.value == pytest.approx(40 * mean.value, rel=1e-10)
+    assert result.stderr == pytest.approx(40 * mean.stderr, rel=1e-10)
+
+
+def test_fisher_trace_refuses_what_has_no_per_sample_mean(tanh_problem):
+    model, _, (x, y) = tanh_problem
+    with pytest.raises(ValueError, match="reduction='none'"):
+        fisher_trace(model, nn.CrossEntropyLoss(reduction="none"), (x, y))
+    with pytest.raises(ValueError, match="class weights.*reduction='sum'"):
+        fisher_trace(model, nn.CrossEntropyLoss(weight=torch.ones(int(y.max()) + 1)), (x, y))
+    with pytest.raises(ValueError, match="ignore_index.*reduction='sum'"):
+        fisher_trace(model, nn.CrossEntropyLoss(), (x, y.index_fill(0, torch.tensor([0]), -100)))
