@@ -49,6 +49,8 @@ Guarantees:
   settings (say the empirical and the true Fisher trace) each need a ``name``: every record carries its
   tracker's name (``"tracker"``, absent for the unnamed default), resumption keys on it, and
   :func:`landscape.plots.tracking.plot_tracking` draws one curve per name.
+* **Any logger.** Records also go to the tracker's ``sinks`` (:mod:`landscape.training.sinks`): TensorBoard,
+  a framework's own logger (:mod:`landscape.integrations`).
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ from landscape.runs import Run
 from landscape.settings import Settings, setting
 from landscape.state import untouched
 from landscape.training.hparams import Hparams
+from landscape.training.sinks import Sink
 
 INSTRUMENTS = ("top_eigen", "bottom_eigen", "trace", "density", "saddle_index", "fisher_trace", "flatness",
                "subspace_overlap")
@@ -131,6 +134,9 @@ class Tracker:
         model: the model measured by :meth:`step` (a trainer callback gets it as an argument instead).
         run: where records go: a :class:`~landscape.runs.Run`, a run directory, or a ``.jsonl`` file; as
             a trainer callback, ``None`` means the trainer's run.
+        sinks: more receivers of every record (:class:`~landscape.training.sinks.Sink`: a TensorBoard
+            writer, a framework's logger), written after the run; with sinks and no run, nothing is written
+            to disk and resumption is off.
         settings: budgets and options (:class:`TrackerSettings`).
         dtype: dtype of the products (default: the model's).
         name: tells this tracker's records from another's in the same run (see "Several trackers").
@@ -139,7 +145,7 @@ class Tracker:
     def __init__(self, loss_fn: LossFn, data: Any, *, instruments: Sequence[str] = DEFAULT_INSTRUMENTS,
                  schedule: int | Iterable[int] = 200, model: nn.Module | None = None,
                  run: Run | str | Path | None = None, settings: TrackerSettings = TrackerSettings(),
-                 dtype: torch.dtype | None = None, name: str | None = None):
+                 dtype: torch.dtype | None = None, name: str | None = None, sinks: Sequence[Sink] = ()):
         unknown = [name for name in instruments if name not in INSTRUMENTS]
         if unknown or not instruments:
             raise ValueError(f"unknown instruments {unknown}; choose from {', '.join(INSTRUMENTS)}")
@@ -158,6 +164,10 @@ class Tracker:
         self.dtype = dtype
         self.name = name or None
         self._sink = _sink(run) if run is not None else None
+        self.sinks = tuple(sinks)
+        lacking = [type(s).__name__ for s in self.sinks if not isinstance(s, Sink)]
+        if lacking:
+            raise TypeError(f"sinks need a log(record) method; {', '.join(lacking)} has none")
         self._seen: tuple[Path | None, int] = (None, -1)   # (metrics file read, last step asked)
         self._measured: set[tuple[int, str]] = set()
         self._warm: dict[str, Tensor] = {}
@@ -181,18 +191,21 @@ class Tracker:
         model = model if model is not None else self.model
         if model is None:
             raise ValueError("no model: pass Tracker(model=...) or tracker.step(step, model)")
-        if self._sink is None:
-            raise ValueError("no run to write to: pass Tracker(run=...)")
         return self._measure(model, step, self._sink)
 
-    def __call__(self, model: nn.Module, step: int, run: Run) -> None:
-        """The trainer-callback form (``train(..., callbacks=[tracker])``)."""
-        self._measure(model, step, self._sink if self._sink is not None else run)
+    def __call__(self, model: nn.Module, step: int, run: Run | None) -> list[dict[str, Any]]:
+        """The trainer-callback form (``train(..., callbacks=[tracker])``; the integrations' callbacks call it
+        with their framework's run directory): returns the records written."""
+        return self._measure(model, step, self._sink if self._sink is not None else run)
 
-    def _measure(self, model: nn.Module, step: int, sink: Run | _JsonlFile) -> list[dict[str, Any]]:
+    def _measure(self, model: nn.Module, step: int, sink: Run | _JsonlFile | None) -> list[dict[str, Any]]:
+        if sink is None and not self.sinks:
+            raise ValueError("nowhere to write: pass Tracker(run=...) or Tracker(sinks=[...])")
         if not self.due(step):
             return []
-        self._refresh(sink.metrics_path, step)
+        if sink is not None:
+            self._refresh(sink.metrics_path, step)
+        receivers = ([sink] if sink is not None else []) + list(self.sinks)
         wanted = [name for name in self.instruments if (step, name) not in self._measured]
         if not wanted:
             return []
@@ -204,7 +217,8 @@ class Tracker:
                 values = _MEASURES[name](session)
                 record = {"step": step, "instrument": name, **({"tracker": self.name} if self.name else {}),
                           **values, "matvecs": session.matvecs - before, "seconds": time.perf_counter() - began}
-                sink.log(record)
+                for receiver in receivers:
+                    receiver.log(record)
                 self._measured.add((step, name))
                 records.append(record)
         self._warm.update(session.warm)
