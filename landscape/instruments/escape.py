@@ -27,6 +27,7 @@ from landscape.instruments.widening import widen
 from landscape.linalg import Eigenpairs, SymmetricOperator, eigs
 from landscape.operators import Hessian
 from landscape.operators.functional import LossFn
+from landscape.operators.reduction import batch_weights, loss_reduction
 from landscape.state import preserved_rng
 
 ESCAPE_MARGIN = 1e-2   # escaped: the final loss is below the narrow minimum's by more than this fraction of it
@@ -113,8 +114,8 @@ class Minimum:
 
 def minimize(model: nn.Module, loss_fn: LossFn, data: Any, *, max_iter: int = 2000, gradient_tol: float = 1e-10,
              dtype: torch.dtype | None = torch.float64) -> Minimum:
-    """Full-batch L-BFGS (strong Wolfe line search) from a copy of ``model`` to a critical point of the mean
-    loss over ``data``, stopping when the gradient's largest entry is below ``gradient_tol``.
+    """Full-batch L-BFGS (strong Wolfe line search) from a copy of ``model`` to a critical point of the loss
+    over ``data`` (mean- or sum-reduced as ``loss_fn`` reduces a batch), stopping when the gradient's largest entry is below ``gradient_tol``.
 
     Returns a :class:`Minimum` holding the copy (in ``dtype``, default float64; ``None`` keeps the model's),
     in eval mode. The argument and the global random state are left untouched.
@@ -128,7 +129,7 @@ def minimize(model: nn.Module, loss_fn: LossFn, data: Any, *, max_iter: int = 20
 
     def closure() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
-        return _mean_loss(polished, loss_fn, data, backward=True)
+        return _full_loss(polished, loss_fn, data, backward=True)
 
     with preserved_rng():
         optimizer.step(closure)
@@ -191,7 +192,8 @@ def escape_experiment(narrow: nn.Module, loss_fn: LossFn, data: Any, *, extra: i
 
     Args:
         narrow: an MLP (see :func:`widen`) trained to, or near, a minimum; it is not modified.
-        loss_fn, data: the mean-reduced loss and the data (one batch or an iterable of batches).
+        loss_fn, data: the loss (mean- or sum-reduced, as for :class:`~landscape.operators.Hessian`) and the
+            data (one batch or an iterable of batches).
         extra, ratio, neurons: passed to :func:`widen`. tol, k: as for :func:`escape_dimensions`.
         radius: length of the perturbation (parameter units). steps, lr: of the descent.
         polish: run :func:`minimize` first. seed: seeds the neuron draw and the perturbations.
@@ -227,16 +229,17 @@ def escape_experiment(narrow: nn.Module, loss_fn: LossFn, data: Any, *, extra: i
         matvecs=H_narrow.matvecs + H_wide.matvecs)
 
 
-def _mean_loss(model: nn.Module, loss_fn: LossFn, data: Any, backward: bool) -> Tensor:
-    """The mean loss over all batches (weighted by batch size), accumulating gradients if ``backward``."""
+def _full_loss(model: nn.Module, loss_fn: LossFn, data: Any, backward: bool) -> Tensor:
+    """The loss over all batches, reduced as ``loss_fn`` reduces one (the full-data mean or sum, the
+    Hessian's loss: :mod:`landscape.operators.reduction`), accumulating gradients if ``backward``."""
     batches = as_batches(data)
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    total = batches.num_samples
+    weights = batch_weights(loss_fn, (y for _, y in batches), loss_reduction(loss_fn))
     loss = torch.zeros((), dtype=dtype, device=device)
-    for batch in batches:
+    for batch, weight in zip(batches, weights):
         x, y = to_device(batch, device, dtype)
-        part = loss_fn(model(x), y) * (x.shape[0] / total)
+        part = loss_fn(model(x), y) * weight
         if backward:
             part.backward()
         loss = loss + part.detach()
@@ -245,7 +248,7 @@ def _mean_loss(model: nn.Module, loss_fn: LossFn, data: Any, backward: bool) -> 
 
 def _loss_and_gradient_norm(model: nn.Module, loss_fn: LossFn, data: Any) -> tuple[float, float]:
     model.zero_grad(set_to_none=True)
-    loss = float(_mean_loss(model, loss_fn, data, backward=True))
+    loss = float(_full_loss(model, loss_fn, data, backward=True))
     norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None))
     model.zero_grad(set_to_none=True)
     return loss, norm
@@ -262,10 +265,10 @@ def _descend(model: nn.Module, space: Any, loss_fn: LossFn, data: Any, perturbat
     losses = []
     for _ in range(steps):
         walker.zero_grad(set_to_none=True)
-        losses.append(float(_mean_loss(walker, loss_fn, data, backward=True)))
+        losses.append(float(_full_loss(walker, loss_fn, data, backward=True)))
         with torch.no_grad():
             for p in params.values():
                 p.sub_(lr * p.grad)
     with torch.no_grad():
-        losses.append(float(_mean_loss(walker, loss_fn, data, backward=False)))
+        losses.append(float(_full_loss(walker, loss_fn, data, backward=False)))
     return torch.tensor(losses, dtype=torch.float64)

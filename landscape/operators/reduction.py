@@ -20,7 +20,7 @@ the sum, not the mean, of its losses on the batch's two halves) is refused by :f
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
@@ -78,6 +78,16 @@ def mean_normaliser(loss_fn: Callable[[Tensor, Tensor], Tensor], targets: Tensor
     if isinstance(loss_fn, ELEMENTWISE_MODULES) or loss_fn in ELEMENTWISE_FUNCTIONS:
         return float(targets.numel())
     return float(targets.shape[0])
+
+
+def batch_weights(loss_fn: Callable[[Tensor, Tensor], Tensor], targets: Iterable[Tensor],
+                  reduction: Reduction) -> list[float]:
+    """Each batch's weight in the full-data loss ``L = sum_b w_b loss_fn(batch b)``, from the batches'
+    ``targets``: ``w_b = d_b / D`` for a mean-reduced loss, ``1`` for a sum-reduced one."""
+    if reduction == "sum":
+        return [1.0 for _ in targets]
+    normalisers = [mean_normaliser(loss_fn, y) for y in targets]
+    return [d / sum(normalisers) for d in normalisers]
 
 
 def class_weights(loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor | None:

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from landscape.instruments import EscapeDimensions, escape_dimensions, escape_experiment, minimize
+from landscape.operators import Hessian
 
 from .conftest import dense_spectrum, hessian
 
@@ -77,3 +78,18 @@ def test_widening_a_minimum_opens_escape_dimensions_and_gradient_descent_escapes
     assert result.escaped and result.losses[-1] < 0.9 * result.narrow_loss
     assert result.losses.shape == (1501,) and bool((result.losses[1:] <= result.losses[:-1] + 1e-15).all())
     assert result.control_losses[-1] >= result.narrow_loss * (1 - 1e-6)   # the narrow minimum holds
+
+
+def test_minimize_a_summed_loss_over_uneven_batches_reaches_the_critical_point_of_the_sum(regression_data):
+    """The batches of a sum-reduced loss add up (they are not averaged): the polished point is critical for
+    the Hessian's loss, whose gradient the operator reports."""
+    x, y = regression_data
+    batches = [(x[:70], y[:70]), (x[70:150], y[70:150]), (x[150:], y[150:])]
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 1)).double()
+    summed = nn.MSELoss(reduction="sum")
+    result = minimize(model, summed, batches)
+    H = Hessian(result.model, summed, batches, dtype=torch.float64, method="reverse")
+    assert H.loss == pytest.approx(float(summed(result.model(x), y)), rel=1e-12)
+    assert result.loss == pytest.approx(H.loss, rel=1e-12)
+    assert float(H.gradient.norm()) < 1e-8 * 200
