@@ -31,8 +31,8 @@ class TensorBoardSink:
     """A :class:`~landscape.training.sinks.Sink` writing to a ``SummaryWriter`` (or a new one on ``log_dir``).
 
     Args:
-        writer: a ``torch.utils.tensorboard.SummaryWriter`` (say Lightning's ``logger.experiment``), or a
-            directory for a new one.
+        writer: a ``SummaryWriter`` of ``torch.utils.tensorboard`` or ``tensorboardX`` (say the
+            ``experiment`` of Lightning's ``TensorBoardLogger``), or a directory for a new one.
         prefix: first part of every tag.
         bins: bins of the density histogram.
     """
@@ -40,7 +40,12 @@ class TensorBoardSink:
     def __init__(self, writer: SummaryWriter | str | Path, *, prefix: str = "landscape", bins: int = 50):
         if bins < 1:
             raise ValueError(f"bins must be positive, got {bins}")
-        self.writer = writer if isinstance(writer, SummaryWriter) else SummaryWriter(log_dir=str(writer))
+        if isinstance(writer, (str, Path)):
+            writer = SummaryWriter(log_dir=str(writer))
+        elif not all(hasattr(writer, method) for method in ("add_scalar", "add_histogram_raw", "flush")):
+            raise TypeError(f"writer must be a SummaryWriter (torch.utils.tensorboard or tensorboardX) or a "
+                            f"directory, got {type(writer).__name__}")
+        self.writer = writer
         self.prefix = prefix
         self.bins = bins
 

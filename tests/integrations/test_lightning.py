@@ -1,14 +1,17 @@
 """The Lightning callback: real Lightning training on the CPU, records checked against dense Hessians of the
-weights at each measured step, and the training unchanged by the measurements."""
+weights at each measured step, the training unchanged by the measurements, and the numbers in the trainer's
+own loggers (CSV, TensorBoard)."""
 import json
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from landscape import Hessian, Tracker, TrackerSettings
 from landscape.integrations.lightning import LandscapeCallback
+from landscape.integrations.tensorboard import TensorBoardSink
 
 SETTINGS = TrackerSettings(top_k=2, eig_tol=1e-8, eig_max_matvecs=300, trace_matvecs=4)
 
@@ -94,3 +97,27 @@ def test_lightning_training_with_the_callback_ends_bit_identical_to_training_wit
     plain, _ = _fit(tmp_path / "plain", [])
     for (name, a), b in zip(tracked.state_dict().items(), plain.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_lightning_tensorboard_logger_gets_the_scalars_and_a_tensorboard_sink_the_density(tmp_path, one_thread):
+    logger = TensorBoardLogger(tmp_path)
+    held = (torch.randn(16, 4), torch.arange(16) % 3)
+    tracker = Tracker(nn.functional.cross_entropy, held, instruments=("top_eigen", "density"), schedule=3,
+                      settings=TrackerSettings(top_k=1, density_steps=10, density_runs=2),
+                      sinks=[TensorBoardSink(logger.experiment)])
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 4), torch.arange(32) % 3),
+                                         batch_size=8)
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=logger, callbacks=[LandscapeCallback(tracker)],
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Classifier(), loader)
+    logger.experiment.flush()
+
+    events = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0, "histograms": 0})
+    events.Reload()
+    records = [json.loads(line) for line in (tmp_path / "lightning_logs" / "version_0" / "metrics.jsonl").open()]
+    top = {r["step"]: r["eigenvalues"][0] for r in records if r["instrument"] == "top_eigen"}
+    logged = {e.step: e.value for e in events.Scalars("landscape/top_eigen/eigenvalues_0")}
+    assert logged.keys() == top.keys() == {0, 3}
+    assert all(abs(logged[s] - top[s]) <= 1e-6 * abs(top[s]) for s in top)
+    assert [h.step for h in events.Histograms("landscape/density/eigenvalues")] == [0, 3]
