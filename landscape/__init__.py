@@ -19,9 +19,9 @@ from landscape.connectivity import (Barrier, InterpolationResult, interpolate, i
                                     load_run_checkpoint, reset_batchnorm)
 from landscape.data import as_batches, load_dataset
 from landscape.evaluation import Evaluation, evaluate
-from landscape.instruments import (EscapeDimensions, EscapeExperiment, FisherTrace, Flatness, SaddleIndex,
+from landscape.instruments import (BlockSpectra, EscapeDimensions, EscapeExperiment, FisherTrace, Flatness, SaddleIndex,
                                    SubspaceOverlap, escape_dimensions, escape_experiment, fisher_trace, flatness,
-                                   saddle_index, subspace_overlap, widen)
+                                   saddle_index, subspace_overlap, widen, block_spectra)
 from landscape.linalg import (EigenCount, Eigenpairs, Estimate, MatrixOperator, SpectralDensity, TraceEstimate,
                               density, eigencount, eigs, hutchinson, hutchpp, trace, xtrace)
 from landscape.models import build_model
@@ -43,7 +43,7 @@ __all__ = [
     "run_demo", "Tracker", "TrackerSettings",
     "EscapeDimensions", "EscapeExperiment", "FisherTrace", "Flatness", "SaddleIndex", "SubspaceOverlap",
     "escape_dimensions", "escape_experiment", "fisher_trace", "flatness", "saddle_index", "subspace_overlap",
-    "widen",
+    "widen", "BlockSpectra", "block_spectra",
     "Barrier", "CurvatureOperator", "DeterminismError", "Directions", "EigenCount", "Eigenpairs", "Estimate",
     "Evaluation", "Fisher", "GGN", "Hessian", "Hparams", "InterpolationResult", "LossSurface", "MatrixOperator",
     "ParamSpace", "PruningHparams", "SpectralDensity", "Start", "TraceEstimate", "apply_masks", "as_batches",

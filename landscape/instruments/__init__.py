@@ -10,10 +10,12 @@ module                 measures
 ``subspace``           fraction of the gradient in the top Hessian eigenspace
 ``widening``           function-preserving neuron splitting of MLPs
 ``deflation``          an operator with known eigenvectors projected out (used by the estimators)
+``blocks``             per-block spectra: top eigenvalues, trace and density of each layer's Hessian block
 =====================  ===================================================================================
 
 Every result is a frozen dataclass carrying its errors and the matvecs it used.
 """
+from landscape.instruments.blocks import BlockSpectra, BlockSpectrum, block_spectra, parameter_blocks
 from landscape.instruments.deflation import Deflated
 from landscape.instruments.escape import (EscapeDimensions, EscapeExperiment, Minimum, escape_dimensions,
                                           escape_experiment, minimize)
@@ -24,7 +26,7 @@ from landscape.instruments.subspace import SubspaceOverlap, subspace_overlap
 from landscape.instruments.widening import linear_chain, widen
 
 __all__ = [
-    "Deflated", "EscapeDimensions", "EscapeExperiment", "FisherTrace", "Flatness", "Minimum", "SaddleIndex",
+    "BlockSpectra", "BlockSpectrum", "block_spectra", "parameter_blocks", "Deflated", "EscapeDimensions", "EscapeExperiment", "FisherTrace", "Flatness", "Minimum", "SaddleIndex",
     "SubspaceOverlap", "escape_dimensions", "escape_experiment", "fisher_trace", "flatness", "linear_chain",
     "minimize", "saddle_index", "subspace_overlap", "widen",
 ]
