@@ -27,7 +27,10 @@ Instruments and the values of their records (errors in brackets):
 * ``fisher_trace``: ``value`` (``stderr``), ``kind`` (:func:`landscape.instruments.fisher_trace`);
 * ``flatness``: ``lambda_max`` (``lambda_max_error``), ``trace``, ``frobenius``, ``occam``, ``effective_dim``
   (each with ``<name>_stderr``) (:func:`landscape.instruments.flatness`);
-* ``subspace_overlap``: ``fraction`` (``error``), ``gradient_norm`` (:func:`landscape.instruments.subspace_overlap`).
+* ``subspace_overlap``: ``fraction`` (``error``), ``gradient_norm`` (:func:`landscape.instruments.subspace_overlap`);
+* ``block_spectra``: per block of the ``blocks`` partition (layer, transformer, parameter), its ``names``,
+  ``top_eigenvalues`` (the largest), ``traces`` (``trace_stderrs``) and the full ``blocks`` (eigenvalues,
+  residuals, density nodes and weights) (:func:`landscape.instruments.block_spectra`, Hessian blocks).
 
 ``matvecs`` counts the curvature products of the record's own work: the top and bottom eigenpairs are
 computed once per measurement (for the largest ``k`` any instrument asks) and shared, counted in the record
@@ -66,7 +69,8 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.registry import load_dataset
-from landscape.instruments import fisher_trace, flatness, saddle_index, subspace_overlap
+from landscape.instruments import block_spectra, fisher_trace, flatness, saddle_index, subspace_overlap
+from landscape.instruments.blocks import PARTITIONS
 from landscape.instruments.deflation import deflated_trace
 from landscape.linalg import Eigenpairs, density, eigs
 from landscape.operators import GGN, CurvatureOperator, Hessian
@@ -78,7 +82,7 @@ from landscape.training.hparams import Hparams
 from landscape.training.sinks import Sink
 
 INSTRUMENTS = ("top_eigen", "bottom_eigen", "trace", "density", "saddle_index", "fisher_trace", "flatness",
-               "subspace_overlap")
+               "subspace_overlap", "block_spectra")
 DEFAULT_INSTRUMENTS = ("top_eigen", "trace", "fisher_trace")
 CURVATURES = {"hessian": Hessian, "ggn": GGN}
 
@@ -103,6 +107,7 @@ class TrackerSettings(Settings):
     flatness_delta: float = setting(1e-3, "prior precision of the Occam term")
     flatness_z: float = setting(1.0, "scale of the effective dimensionality")
     overlap_k: int = setting(4, "top eigenvectors of subspace_overlap (k+1 are computed, for its error bound)")
+    blocks: str = setting("layer", "block partition of block_spectra: layer, transformer or parameter")
     curvature: str = setting("hessian", "operator: hessian or ggn")
     method: str = setting("reverse", "product method of the operator (reverse, forward, auto)")
     warm_start: bool = setting(True, "start eigen solves from the previous eigenvectors")
@@ -111,6 +116,8 @@ class TrackerSettings(Settings):
     def __post_init__(self) -> None:
         if self.curvature not in CURVATURES:
             raise ValueError(f"curvature must be one of {tuple(CURVATURES)}, got {self.curvature!r}")
+        if self.blocks not in PARTITIONS:
+            raise ValueError(f"blocks must be one of {PARTITIONS}, got {self.blocks!r}")
 
 
 def log_steps(last: int, count: int) -> tuple[int, ...]:
@@ -245,6 +252,7 @@ class _Measurement:
         self.model = model
         self.warm: dict[str, Tensor] = {}
         self._op: CurvatureOperator | None = None
+        self.block_matvecs = 0
         self._pairs: dict[str, tuple[Eigenpairs, bool]] = {}
         s = self.settings
         wants = set(tracker.instruments)
@@ -265,7 +273,8 @@ class _Measurement:
 
     @property
     def matvecs(self) -> int:
-        return self._op.matvecs if self._op is not None else 0
+        """Products of the shared operator, and of the block operators of ``block_spectra``."""
+        return (self._op.matvecs if self._op is not None else 0) + self.block_matvecs
 
     def pairs(self, which: str) -> tuple[Eigenpairs, bool]:
         """The shared eigenpairs at one end (``"largest"``/``"smallest"``) and whether the solve was warm."""
@@ -344,6 +353,19 @@ def _overlap(session: _Measurement) -> dict[str, Any]:
             "gradient_norm": result.gradient_norm}
 
 
+def _blocks(session: _Measurement) -> dict[str, Any]:
+    s, t = session.settings, session.tracker
+    result = block_spectra(session.model, t.loss_fn, t.data, s.blocks, k=s.top_k, tol=s.eig_tol,
+                           max_matvecs=s.eig_max_matvecs, trace_matvecs=s.trace_matvecs,
+                           density_steps=s.density_steps, density_runs=s.density_runs, dtype=t.dtype, seed=s.seed,
+                           method=s.method)
+    session.block_matvecs += result.matvecs
+    return {"partition": s.blocks, "names": [b.name for b in result.blocks],
+            "top_eigenvalues": [float(b.eigenvalues[0]) for b in result.blocks],
+            "traces": [b.trace for b in result.blocks], "trace_stderrs": [b.trace_stderr for b in result.blocks],
+            "blocks": result.to_dict()}
+
+
 def _first(pairs: Eigenpairs, k: int) -> Eigenpairs:
     """The first ``k`` pairs of a result."""
     return Eigenpairs(eigenvalues=pairs.eigenvalues[:k], eigenvectors=pairs.eigenvectors[:, :k],
@@ -356,7 +378,7 @@ _MEASURES: dict[str, Callable[[_Measurement], dict[str, Any]]] = {
     "top_eigen": lambda session: _eigen(session, "largest", session.settings.top_k),
     "bottom_eigen": lambda session: _eigen(session, "smallest", session.settings.bottom_k),
     "trace": _trace, "density": _density, "saddle_index": _saddle, "fisher_trace": _fisher,
-    "flatness": _flatness, "subspace_overlap": _overlap,
+    "flatness": _flatness, "subspace_overlap": _overlap, "block_spectra": _blocks,
 }
 
 

@@ -84,3 +84,20 @@ def test_block_spectra_round_trip_and_figure(mlp_problem, tmp_path):
     assert torch.equal(again.blocks[1].density.nodes, result.blocks[1].density.nodes.to(torch.float64))
     fig = plot_block_spectra(result)
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 6
+
+
+def test_the_tracker_records_block_spectra_with_their_products(mlp_problem, tmp_path):
+    from landscape.training.tracker import Tracker, TrackerSettings
+
+    model, loss_fn, data = mlp_problem
+    settings = TrackerSettings(top_k=2, trace_matvecs=10, density_steps=10, density_runs=2, blocks="layer")
+    tracker = Tracker(loss_fn, data, instruments=("block_spectra",), schedule=1, model=model,
+                      run=tmp_path / "metrics.jsonl", settings=settings)
+    record, = tracker.step(0)
+    direct = block_spectra(model, loss_fn, data, "layer", k=2, tol=settings.eig_tol,
+                           max_matvecs=settings.eig_max_matvecs, trace_matvecs=10, density_steps=10, density_runs=2)
+    assert record["names"] == ["0", "2", "4"] and record["matvecs"] == direct.matvecs > 0
+    assert record["traces"] == [b.trace for b in direct.blocks]
+    assert record["top_eigenvalues"] == [float(b.eigenvalues[0]) for b in direct.blocks]
+    with pytest.raises(ValueError, match="blocks must be one of"):
+        TrackerSettings(blocks="layers")
