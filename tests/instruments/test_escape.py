@@ -90,6 +90,6 @@ def test_minimize_a_summed_loss_over_uneven_batches_reaches_the_critical_point_o
     summed = nn.MSELoss(reduction="sum")
     result = minimize(model, summed, batches)
     H = Hessian(result.model, summed, batches, dtype=torch.float64, method="reverse")
-    assert H.loss == pytest.approx(float(summed(result.model(x), y)), rel=1e-12)
+    assert H.loss == pytest.approx(float(summed(result.model(x), y).detach()), rel=1e-12)
     assert result.loss == pytest.approx(H.loss, rel=1e-12)
     assert float(H.gradient.norm()) < 1e-8 * 200
