@@ -57,8 +57,10 @@ class LandscapeCallback(pl.Callback):
         self.tracker = tracker
         self.run = Run(run) if isinstance(run, (str, Path)) else run
         self.log_metrics = log_metrics
+        self._last_step: int | None = None   # with gradient accumulation several batches end at one step
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_step = None
         self._measure(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -67,8 +69,9 @@ class LandscapeCallback(pl.Callback):
 
     def _measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero or not self.tracker.due(step):
+        if step == self._last_step or not trainer.is_global_zero or not self.tracker.due(step):
             return
+        self._last_step = step
         run = self.run if self.run is not None else Run(trainer.log_dir or trainer.default_root_dir)
         records = self.tracker(pl_module, step, run)
         if self.log_metrics and trainer.loggers:

@@ -121,3 +121,18 @@ def test_lightning_tensorboard_logger_gets_the_scalars_and_a_tensorboard_sink_th
     assert logged.keys() == top.keys() == {0, 3}
     assert all(abs(logged[s] - top[s]) <= 1e-6 * abs(top[s]) for s in top)
     assert [h.step for h in events.Histograms("landscape/density/eigenvalues")] == [0, 3]
+
+
+def test_lightning_with_gradient_accumulation_measures_each_optimizer_step_once_and_warm(tmp_path, one_thread):
+    held = (torch.randn(16, 4), torch.arange(16) % 3)
+    tracker = Tracker(nn.functional.cross_entropy, held, instruments=("top_eigen",), schedule=1,
+                      settings=TrackerSettings(top_k=1), run=tmp_path / "curvature")
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 4), torch.arange(32) % 3),
+                                         batch_size=4)
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", accumulate_grad_batches=2, logger=False,
+                         callbacks=[LandscapeCallback(tracker)], enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Classifier(), loader)
+    records = [json.loads(line) for line in (tmp_path / "curvature" / "metrics.jsonl").open()]
+    assert [(r["step"], r["warm"]) for r in records] == [(0, False), (1, True), (2, True), (3, True)]
