@@ -34,8 +34,9 @@ At ``tol=1e-4`` the threshold lies inside the bulk of near-zero eigenvalues and 
 reliably (plain SLQ's small errors there are luck of node placement, not resolution).
 
 Errors: ``error``, the ``±`` to read, is the total error of :mod:`landscape.linalg.uncertainty`: the
-sampling error across probes (``stderr``, times the 95% Student-t quantile) plus, for the SLQ methods, the
-quadrature bound ``quadrature_error`` (Chebyshev-Markov-Stieltjes, which at small ``tol`` dominates).
+sampling error across probes (``stderr``, times the 95% Student-t quantile) plus ``quadrature_error``: for the
+SLQ methods the Chebyshev-Markov-Stieltjes bound on the quadrature error, for the Chebyshev methods the
+estimated smoothing bias (:attr:`landscape.linalg.EigenCount.resolution_error`); at small ``tol`` it dominates.
 When it exceeds half the fraction the result says ``reliable=False`` with the ``reason``.
 """
 from __future__ import annotations
@@ -68,9 +69,10 @@ class SaddleIndex:
             0 when ``complete``.
         stderr: the sampling part alone, the standard error of ``fraction`` across random probes (0 when
             ``complete``).
-        quadrature_error: for SLQ methods, a bound on the quadrature error of the estimated part in fraction
-            units (Chebyshev-Markov-Stieltjes, see :meth:`landscape.linalg.SpectralDensity.negative_fraction`);
-            ``None`` otherwise.
+        quadrature_error: the resolution error of the estimated part in fraction units: for SLQ methods a
+            bound on the quadrature error (Chebyshev-Markov-Stieltjes, see
+            :meth:`landscape.linalg.SpectralDensity.negative_fraction`), for the Chebyshev methods the estimated
+            smoothing bias (:class:`landscape.linalg.EigenCount`); ``None`` when ``complete``.
         reliable: ``error <= 0.5 fraction`` or below one eigenvalue (``1/dim``); when ``False`` do not read
             ``fraction`` as a number. reason: why not (empty when reliable).
         samples: the probes (SLQ runs, Chebyshev probes) behind ``stderr``; 0 when ``complete``.
@@ -178,11 +180,12 @@ def _end(pairs: Eigenpairs, index: int) -> Eigenpairs:
 
 @dataclass(frozen=True)
 class _Count:
-    """An estimated count of eigenvalues with its sampling stderr (count units), quadrature bound (fraction
-    units), probes and cost."""
+    """An estimated count of eigenvalues with its sampling stderr (count units), resolution error (fraction
+    units) and what shrinks it, probes and cost."""
     value: float
     stderr: float
-    quadrature_error: float | None
+    quadrature_error: float
+    remedy: str
     samples: int
     matvecs: int
 
@@ -194,9 +197,13 @@ def _estimate(op: SymmetricOperator, method: str, threshold: float, steps: int, 
     if method == "slq":
         dens = density(op, steps=steps, runs=runs, seed=seed)
         mass = dens.negative_fraction(threshold)
-        return _Count(n * mass.value, n * mass.stderr, mass.quadrature_error, runs, dens.matvecs)
+        return _Count(n * mass.value, n * mass.stderr, mass.quadrature_error,
+                      "the threshold falls in a bulk of eigenvalues the Lanczos nodes do not resolve; more steps, "
+                      "more deflated eigenpairs (k) or a larger tol resolve it", runs, dens.matvecs)
     count = eigencount(op, (-math.inf, -threshold), degree=degree, probes=probes, seed=seed)
-    return _Count(count.value, count.stderr, None, probes, count.matvecs)
+    return _Count(count.value, count.stderr, count.resolution_error / n,
+                  "many eigenvalues lie within the Chebyshev filter's resolution of the threshold; a higher degree, "
+                  "more deflated eigenpairs (k) or a larger tol resolve it", probes, count.matvecs)
 
 
 def _result(estimate: _Count, exact: int, eigenvalues: Tensor, tol: float, threshold: float, scale: float,
@@ -205,9 +212,7 @@ def _result(estimate: _Count, exact: int, eigenvalues: Tensor, tol: float, thres
     stderr = estimate.stderr / n
     error = total_error(stderr, estimate.samples, estimate.quadrature_error)
     reliable, reason = reliability(count / n, error, estimate.samples, estimate.quadrature_error, resolution=1 / n,
-                                   remedy="the threshold falls in a bulk of eigenvalues the Lanczos nodes do not "
-                                          "resolve; more steps, more deflated eigenpairs (k) or a larger tol "
-                                          "resolve it")
+                                   remedy=estimate.remedy)
     return SaddleIndex(fraction=count / n, count=count, error=error, stderr=stderr,
                        quadrature_error=estimate.quadrature_error, reliable=reliable, reason=reason,
                        samples=estimate.samples, tol=tol, threshold=threshold, scale=scale, method=method, exact=exact,

@@ -9,20 +9,37 @@ import torch
 
 from landscape.linalg.lanczos import lanczos_tridiagonal
 from landscape.linalg.operator import Counted, SymmetricOperator
+from landscape.linalg.uncertainty import reliability, total_error
 
 BOUND_STEPS = 30
+BAND = 2.0   # half-width of the band around each end of the interval, in units of pi / (degree + 2) of angle
 
 
 @dataclass(frozen=True)
 class EigenCount:
-    """An estimate of the number of eigenvalues in ``interval``, with the standard error across probes.
+    """An estimate of the number of eigenvalues in ``interval``, with its errors
+    (:mod:`landscape.linalg.uncertainty`).
 
-    ``stderr`` covers the probe noise only. The damped polynomial is a smoothed indicator: eigenvalues
-    within about ``pi sqrt(1 - t^2) (hi - lo) / (2 degree)`` of an end of the interval (``t`` that end
-    mapped to ``[-1, 1]``) are counted fractionally, a bias the standard error does not include.
+    Attributes:
+        value: the estimated count.
+        error: the total error, the ``±`` to read: ``t stderr + resolution_error``, ``t`` the 95% Student-t
+            quantile for ``probes - 1`` degrees of freedom.
+        stderr: the sampling part alone, the standard error across probes.
+        resolution_error: the smoothing bias. The damped polynomial is a smoothed indicator (values in
+            ``[0, 1]``): eigenvalues within about ``pi sqrt(1 - t^2) (hi - lo) / (2 degree)`` of an end of the
+            interval (``t`` that end mapped to ``[-1, 1]``) are counted fractionally. Estimated, from the same
+            moments, as the number of eigenvalues in the bands of ``BAND pi / (degree + 2)`` of angle
+            (``t = cos(angle)``) on either side of each finite end, plus its own 95% sampling error: an
+            estimate of a bound (eigenvalues outside the bands also carry a small bias), not a proof.
+        reliable: ``error <= 0.5 |value|`` or ``error <= 1`` (one eigenvalue); when ``False`` do not read
+            ``value`` as a number. reason: why not (empty when reliable).
     """
     value: float
+    error: float
     stderr: float
+    resolution_error: float
+    reliable: bool
+    reason: str
     matvecs: int
     interval: tuple[float, float]
     degree: int
@@ -99,9 +116,30 @@ def eigencount(op: SymmetricOperator, interval: tuple[float, float], degree: int
         prev, cur = cur, nxt
     mu[2 * half] = 2 * (cur * cur).sum(dim=0) - mu[0]
     counts = coef @ mu[: degree + 1]
-    return EigenCount(value=float(counts.mean()), stderr=float(counts.std(correction=1)) / math.sqrt(probes),
-                      matvecs=A.matvecs, interval=(float(a), float(b)), degree=degree, probes=probes,
-                      spectrum_bounds=(float(lo), float(hi)))
+    band_counts = torch.as_tensor(_band_coefficients(degree, (a - c) / e, (b - c) / e), dtype=A.dtype,
+                                  device=A.device) @ mu[: degree + 1]
+    value, stderr = float(counts.mean()), float(counts.std(correction=1)) / math.sqrt(probes)
+    resolution = max(float(band_counts.mean()) + total_error(float(band_counts.std(correction=1))
+                                                             / math.sqrt(probes), probes), 0.0)
+    error = total_error(stderr, probes, resolution)
+    reliable, reason = reliability(value, error, probes, resolution, resolution=1.0,
+                                   remedy="many eigenvalues lie near an end of the interval; a higher degree "
+                                          "narrows the smoothing")
+    return EigenCount(value=value, error=error, stderr=stderr, resolution_error=resolution, reliable=reliable,
+                      reason=reason, matvecs=A.matvecs, interval=(float(a), float(b)), degree=degree,
+                      probes=probes, spectrum_bounds=(float(lo), float(hi)))
+
+
+def _band_coefficients(p: int, a: float, b: float) -> np.ndarray:
+    """Damped Chebyshev coefficients of the indicator of the bands of ``BAND pi / (p + 2)`` of angle on either
+    side of each end of ``[a, b]`` (in ``[-1, 1]`` units) that lies inside ``(-1, 1)``."""
+    width = BAND * math.pi / (p + 2)
+    coef = np.zeros(p + 1)
+    for end in (a, b):
+        if -1.0 < end < 1.0:
+            angle = math.acos(end)
+            coef += _indicator(p, math.cos(min(angle + width, math.pi)), math.cos(max(angle - width, 0.0)))
+    return _jackson(p) * coef
 
 
 def _indicator(p: int, a: float, b: float) -> np.ndarray:
