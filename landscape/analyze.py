@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,11 +38,12 @@ from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoin
 from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.data.batches import chunked
 from landscape.data.registry import Dataset, load_dataset
+from landscape.devices import torch_device
 from landscape.distributed import check_group
 from landscape.evaluation import evaluate
 from landscape.linalg import SpectralDensity
 from landscape.models import build_model, model_names
-from landscape.runs import Run, atomic_write_json, load_checkpoint
+from landscape.runs import Run, atomic_write_json, load_checkpoint, read_json
 from landscape.settings import setting
 from landscape.training import tensors_digest
 
@@ -58,6 +58,16 @@ PAIR_KEYS = ("key", "a", "b", "alphas", "train_loss", "train_error", "test_loss"
 class AnalyzeSettings(CurvatureSettings):
     """How much work each measurement gets (the CLI builds its options from these fields and help strings)."""
     points: int = setting(11, "alpha values on each interpolation path between checkpoints, endpoints included")
+    split: str = setting("train", "the split whose first `samples` samples the Hessian and Fisher are measured on: "
+                                  "train or test (loss and accuracy are reported on both)", identity=False)
+    blocks: str = setting("", "also measure per-block Hessian spectra (Zhang et al. 2024): layer, transformer or "
+                              "parameter (empty: none)", identity=False)
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.blocks and self.blocks not in PARTITIONS:
+            raise ValueError(f"blocks must be one of {', '.join(PARTITIONS)} (or empty), got {self.blocks!r}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class Analysis:
         pairs: one dict per pair of consecutive checkpoints (keys :data:`PAIR_KEYS`).
         out_dir: where ``analysis.json``, ``report.md`` and ``figures/`` are. figures: ``{name: PNG path}``.
         computed: how many checkpoint and pair results this call computed (the rest came from the JSON).
+        data: what the data are and which split was measured (printed by the CLI, stated in the report).
     """
     checkpoints: tuple[dict[str, Any], ...]
     pairs: tuple[dict[str, Any], ...]
@@ -76,6 +87,7 @@ class Analysis:
     out_dir: Path
     figures: dict[str, Path]
     computed: int
+    data: str = ""
 
     @property
     def json_path(self) -> Path:
@@ -116,6 +128,7 @@ def density_from_json(d: Mapping[str, Any]) -> SpectralDensity:
 
 def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, data: Any = None,
             loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None, steps: Sequence[int] | None = None,
+            model_kwargs: Mapping[str, Any] | None = None, data_kwargs: Mapping[str, Any] | None = None,
             out_dir: str | Path, settings: AnalyzeSettings = AnalyzeSettings(),
             device: str | torch.device | None = None, progress: bool = True,
             process_group: dist.ProcessGroup | None = None) -> Analysis:
@@ -123,13 +136,16 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
 
     Args:
         targets: a checkpoint file, a run directory (all its checkpoints, or those of ``steps``), or a list
-            of them, analysed in the order given (a run's checkpoints by step).
+            of them (:func:`checkpoint_files`: checkpoint files in step order when every step is known).
         model: ``None`` (the architecture of each run's ``config.json``), an ``nn.Module`` (its weights are
             replaced by each checkpoint's; it is copied, never modified), a callable returning one, a
-            ``"package.module:factory"`` string, or a model-registry name (built for ``data``).
-        data: ``None`` (each run's data set), a data-registry name, a ``"package.module:factory"`` string or
-            a callable returning data, a :class:`~landscape.data.registry.Dataset`, ``{"train": data,
-            "test": data}`` or one training data argument (a batch or a list of batches).
+            ``"package.module:factory"`` string (the module is looked up in the current directory too, as
+            ``python -m`` does), or a model-registry name (built for ``data``).
+        data: ``None`` (each run's data set), a data-registry name (``torchvision:NAME`` included), a
+            ``"package.module:factory"`` string or a callable returning data, a
+            :class:`~landscape.data.registry.Dataset`, ``{"train": data, "test": data}``, one training data
+            argument (a batch or a list of batches), or a ``torch.utils.data.Dataset`` (its items stacked).
+        model_kwargs, data_kwargs: keyword arguments of the registry or ``package.module:factory`` factories.
         loss_fn: mean-reduced loss; default the data set's (cross-entropy for classes, MSE otherwise) or
             cross-entropy for user data.
         steps: the steps to analyse in each run directory (default: all).
@@ -148,9 +164,9 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
     from landscape.report import write_report  # the report draws on this module's results
 
     out_dir = Path(out_dir)
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(device)
     files = checkpoint_files(targets, steps)
-    subject = _Subject.build(model, data, loss_fn)
+    subject = _Subject.build(model, data, loss_fn, dict(model_kwargs or {}), dict(data_kwargs or {}))
     rank, world_size = (0, 1) if process_group is None else check_group(process_group, device)
     progress, writer = progress and rank == 0, rank == 0
     cached = _cached(out_dir / "analysis.json")
@@ -164,18 +180,21 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
         if not writer:
             return
         atomic_write_json(out_dir / "analysis.json", {
-            "format": FORMAT, "settings": dataclasses.asdict(settings),
+            "format": FORMAT, "settings": dataclasses.asdict(settings), "data": subject.describe(settings),
             "checkpoints": checkpoints, "pairs": pairs})
 
     previous: RunCheckpoint | None = None
     for path in tqdm(files, desc="checkpoints", unit="ckpt", disable=not progress):
         net = subject.load(path)
-        data_digest = _data_digest(net, settings.samples)
+        data_digest = _data_digest(net, settings.samples, settings.split)
         key = f"{tensors_digest(net.model.state_dict())}-{data_digest}-{settings.digest}"
         if key in cached["checkpoints"]:
             result = cached["checkpoints"][key]
         else:
             result = measure_checkpoint(net, settings, device, process_group, rank, world_size) | {"key": key}
+            computed += 1
+        if settings.blocks and result.get("blocks", {}).get("partition") != settings.blocks:
+            result = result | {"blocks": measure_blocks(net, settings, device)}
             computed += 1
         result |= {"label": _label(net, path, files), "path": str(path), "run": str(net.run_dir),
                    "step": net.step if net.step >= 0 else None}
@@ -192,12 +211,14 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
             save()
         previous = net
     analysis = Analysis(checkpoints=tuple(checkpoints), pairs=tuple(pairs), settings=settings, out_dir=out_dir,
-                        figures={}, computed=computed)
+                        figures={}, computed=computed, data=subject.describe(settings))
     return write_report(analysis) if writer else analysis
 
 
 def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence[int] | None = None) -> list[Path]:
-    """The checkpoint files of ``targets`` (see :func:`analyze`), in order.
+    """The checkpoint files of ``targets`` (see :func:`analyze`), in order: a run directory's by step; checkpoint
+    files given directly (a shell glob, say) in step order when every one has a known step
+    (:func:`landscape.runs.checkpoint_step`: saved with it, or ``step_N`` in its name), else as given.
 
     Raises:
         FileNotFoundError: a target does not exist, a run has no checkpoints, or lacks one of ``steps``.
@@ -356,10 +377,8 @@ def _cached(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"checkpoints": {key: result}, "pairs": {key: result}}`` from an earlier ``analysis.json``."""
     if not path.is_file():
         return {"checkpoints": {}, "pairs": {}}
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {"checkpoints": {}, "pairs": {}}
+    saved = read_json(path, dict, fix="it is not an analysis written by landscape; move it away or write the "
+                                      "analysis to another directory")
     if saved.get("format") != FORMAT:
         return {"checkpoints": {}, "pairs": {}}
     return {kind: {r["key"]: {k: v for k, v in r.items() if k not in ("label", "a", "b")}

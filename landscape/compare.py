@@ -27,7 +27,6 @@ figures in ``figures/``. Rows already measured with the same settings are reused
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ import torch
 
 from landscape.connectivity import interpolate, load_run_checkpoint, save_npz
 from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
+from landscape.devices import torch_device
 from landscape.evaluation import evaluate
 from landscape.instability import instability
 from landscape.linalg import SpectralDensity
@@ -48,7 +48,7 @@ from landscape.plots.pruning import plot_accuracy_vs_density, plot_curvature_vs_
 from landscape.plots.surface import save_figure
 from landscape.pruning.imp import IMPResult, load_imp
 from landscape.pruning.masks import density as density_of
-from landscape.runs import atomic_write_bytes, atomic_write_json
+from landscape.runs import atomic_write_bytes, atomic_write_json, read_json
 from landscape.settings import setting
 from landscape.training import Hparams, Start
 
@@ -168,7 +168,7 @@ def compare(dense_dir: str | Path, imp_dir: str | Path, out_dir: str | Path | No
     """
     dense_dir, imp = Path(dense_dir), load_imp(imp_dir)
     out_dir = Path(out_dir) if out_dir is not None else imp.path / "compare"
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(device)
     cached = _cached_rows(out_dir, settings)
     dense = load_run_checkpoint(dense_dir)
     networks = [("dense", "dense", 0, dense_dir)]
@@ -239,7 +239,8 @@ def _cached_rows(out_dir: Path, settings: CompareSettings) -> dict[str, dict[str
     path = out_dir / "comparison.json"
     if not path.is_file():
         return {}
-    saved = json.loads(path.read_text())
+    saved = read_json(path, dict, fix="it is not a comparison written by landscape; move it away or write the "
+                                      "comparison to another directory")
     if saved.get("format") != _FORMAT or saved.get("settings") != dataclasses.asdict(settings):
         return {}
     return {r["name"]: r for r in saved["rows"] if set(ROW_KEYS) <= set(r)}

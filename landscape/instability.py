@@ -48,7 +48,6 @@ start is an error.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,7 +63,8 @@ from landscape.connectivity import (Barrier, Definition, InterpolationResult, Qu
                                     load_run_checkpoint)
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import load_dataset
-from landscape.runs import atomic_write_json
+from landscape.devices import torch_device
+from landscape.runs import atomic_write_json, read_json
 from landscape.training import Hparams, Start, tensors_digest, train
 
 SPLITS = ("train", "test")
@@ -240,7 +240,8 @@ class InstabilityResult:
     @classmethod
     def load(cls, path: str | Path) -> InstabilityResult:
         """Read a result written by :meth:`save` (e.g. ``<out_dir>/instability.json``)."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path, dict, fix="it is not an instability.json written by landscape; move "
+                                                         "it away or delete it to measure again"))
 
 
 def instability(hparams: Hparams, spawn_steps: Iterable[int], out_dir: str | Path, *,
@@ -293,7 +294,7 @@ def instability(hparams: Hparams, spawn_steps: Iterable[int], out_dir: str | Pat
              if _measured_as(p, splits, grid, state, batchnorm)}
     wanted = [(k, r, seeds) for k in steps for r, seeds in enumerate(seed_pairs)]
     pending = [(k, r, seeds) for k, r, seeds in wanted if (k, r) not in pairs or pairs[(k, r)].seeds != seeds]
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(device)
 
     if pending:
         trunk_dir, trunk_hparams = _trunk(out_dir, hparams, steps)

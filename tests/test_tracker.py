@@ -185,3 +185,33 @@ def test_slq_records_carry_a_total_error_that_covers_the_dense_truth(tmp_path, s
     assert dens["negative_fraction_error"] == pytest.approx(dens["negative_fraction_quadrature_error"]
                                                             + 3.182 * dens["negative_fraction_stderr"], rel=1e-3)
     assert dens["negative_fraction_reliable"] or dens["negative_fraction_reason"]
+
+
+def _crash_at(step: int):
+    def callback(model, s, run):
+        if s == step:
+            raise Crash
+    return callback
+
+
+@pytest.mark.parametrize("fresh_tracker", [False, True], ids=["same tracker object", "new process"])
+def test_a_resumed_tracked_run_records_exactly_what_an_uninterrupted_one_records(tmp_path, fresh_tracker):
+    hp = Hparams(**(TINY | {"dtype": "float64", "checkpoint_every": 5}))
+    instruments = ("top_eigen", "bottom_eigen", "trace")
+
+    def records(path):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in Run(path).metrics()
+                if r["instrument"] in instruments]
+
+    train(hp, tmp_path / "whole", callbacks=[tracker(hp, instruments)], progress=False)
+    first = tracker(hp, instruments)
+    with pytest.raises(Crash):   # killed after the step-10 checkpoint, with step 12's evaluation logged
+        train(hp, tmp_path / "cut", callbacks=[first, _crash_at(12)], progress=False)
+    resumed = tracker(hp, instruments) if fresh_tracker else first
+    train(hp, tmp_path / "cut", callbacks=[resumed], progress=False)
+    whole, cut = records(tmp_path / "whole"), records(tmp_path / "cut")
+    assert [r["step"] for r in whole if r["instrument"] == "top_eigen"] == [0, 5, 10, 15, 20]
+    assert all(r["warm"] for r in whole if r["instrument"] == "top_eigen" and r["step"] > 0)
+    assert cut == whole   # eigenvalues, residuals and matvec counts bit for bit (float64, from JSON)
+    saved = Run(tmp_path / "cut").load_checkpoint(10).state["callbacks"]["tracker"]["warm"]
+    assert saved["largest"].dtype == torch.float64 and saved["largest"].shape[1] == CHEAP.top_k

@@ -12,6 +12,7 @@ Under torchrun the ranks share the curvature samples (:func:`landscape.analyze.a
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import torch.distributed as dist
@@ -19,6 +20,7 @@ import torch.distributed as dist
 from landscape import distributed
 from landscape.analyze import AnalyzeSettings, analyze
 from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
+from landscape.locking import locked_directory
 
 HELP = "analyse checkpoints: Hessian spectra, trace, saddle index, Fisher trace, barriers; JSON, figures, report.md"
 
@@ -44,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, AnalyzeSettings)
     ctx = distributed.init_from_env()   # a single process unless torchrun started this one
     try:
-        result = analyze(args.targets, model=args.model, data=args.data, steps=args.steps, out_dir=args.out,
-                         settings=settings, device=args.device or ctx.device, progress=not args.no_progress,
-                         process_group=ctx.group)
+        with locked_directory(args.out) if ctx.rank == 0 else contextlib.nullcontext():   # rank 0 writes
+            result = analyze(args.targets, model=args.model, data=args.data, steps=args.steps, out_dir=args.out,
+                             settings=settings, device=args.device or ctx.device, progress=not args.no_progress,
+                             process_group=ctx.group)
     finally:
         if ctx.group is not None:
             dist.destroy_process_group()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
 from landscape.compare import CompareSettings, compare
+from landscape.locking import locked_directory
 
 HELP = "compare lottery tickets with the dense network: accuracy, restricted Hessian spectra, barriers, instability"
 
@@ -31,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its table and where it was written."""
     settings = settings_from_args(args, CompareSettings)
-    result = compare(args.dense, args.imp, args.out, settings=settings, rounds=args.rounds, device=args.device,
-                     progress=not args.no_progress)
+    out = args.out if args.out is not None else args.imp / "compare"
+    with locked_directory(out):
+        result = compare(args.dense, args.imp, out, settings=settings, rounds=args.rounds, device=args.device,
+                         progress=not args.no_progress)
     print(result.markdown(), end="")
     print(f"written to {result.out_dir} (comparison.json, comparison.md, densities/, figures/)")
     return 0

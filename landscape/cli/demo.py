@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from landscape.demo import run_demo
+from landscape.locking import locked_directory
 
 HELP = "the README demo: dense net with the tracker, IMP with late rewinding, ticket vs dense, report with figures"
 
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo (it prints where the report is) and the time it took."""
-    result = run_demo(args.out, quick=args.quick, progress=not args.no_progress, device=args.device)
+    with locked_directory(args.out):
+        result = run_demo(args.out, quick=args.quick, progress=not args.no_progress, device=args.device)
     print(f"finished in {result.seconds:.0f} s")
     return 0

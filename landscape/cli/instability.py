@@ -20,6 +20,7 @@ from torch import Tensor
 
 from landscape.cli import add_hparams_arguments, hparams_from_args, int_list
 from landscape.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
+from landscape.locking import locked_directory
 from landscape.plots import save_figure
 from landscape.plots.instability import plot_instability
 from landscape.runs import load_checkpoint
@@ -61,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
     hparams = hparams_from_args(args)
     start = Start.rewind(args.rewind, min(args.spawn)) if args.rewind is not None and args.spawn else None
     out = args.out if args.out is not None else Path("runs") / f"instability_{hparams.name}"
-    result = instability(hparams, args.spawn, out, replicates=args.replicates,
-                         masks=_masks(args.masks) if args.masks is not None else None, start=start,
-                         splits=args.splits, points=args.points, state=args.state, batchnorm=args.batchnorm,
-                         device=args.device, progress=not args.no_progress)
-    figure = save_figure(plot_instability(result), out / "instability.png")
+    with locked_directory(out):
+        result = instability(hparams, args.spawn, out, replicates=args.replicates,
+                             masks=_masks(args.masks) if args.masks is not None else None, start=start,
+                             splits=args.splits, points=args.points, state=args.state, batchnorm=args.batchnorm,
+                             device=args.device, progress=not args.no_progress)
+        figure = save_figure(plot_instability(result), out / "instability.png")
     print(summary(result))
     print(f"analysis directory: {out} ({RESULTS_FILE}, {figure.name}, trunk_*/ and one run directory per child)")
     return 0

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from landscape.connectivity import interpolate_checkpoints
+from landscape.locking import locked_directory
 from landscape.plots import save_interpolation
 
 HELP = "loss and error along the straight line between two checkpoints, with barriers"
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         frankle, entezari = path.barrier_of(quantity, "frankle"), path.barrier_of(quantity, "entezari")
         print(f"{name}: {quantity} barrier {frankle.height:.4g} at alpha {frankle.alpha:.2f} (Frankle et al.), "
               f"{entezari.height:.4g} at alpha {entezari.alpha:.2f} (Entezari et al.)")
-    written = save_interpolation(paths, args.out or run_directory(args.a) / "figures", "interpolation")
+    with locked_directory(args.out or run_directory(args.a) / "figures") as out:
+        written = save_interpolation(paths, out, "interpolation")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from landscape.cli import add_hparams_arguments, add_settings_arguments, hparams_from_args, settings_from_args
+from landscape.locking import locked_directory
 from landscape.pruning.imp import IMPResult, PruningHparams, iterative_magnitude_pruning
 
 HELP = "iterative magnitude pruning with rewinding, random controls and stability to pruning (lottery tickets)"
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     hparams = hparams_from_args(args)
     pruning = settings_from_args(args, PruningHparams)
     out = args.out if args.out is not None else Path("runs") / f"imp_{hparams.name}_{pruning.digest}"
-    result = iterative_magnitude_pruning(hparams, pruning, out, device=args.device, progress=not args.no_progress)
+    with locked_directory(out):
+        result = iterative_magnitude_pruning(hparams, pruning, out, device=args.device, progress=not args.no_progress)
     print(summary(result))
     print(f"IMP directory: {result.path} (imp.json, round_NN/ with round.json and controls/)")
     return 0

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from landscape.cli.interpolate import run_directory
+from landscape.locking import locked_directory
 from landscape.plots import save_surface
 from landscape.surface import surface_from_checkpoint
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                                       batchnorm=args.batchnorm, progress=not args.no_progress)
     coords, value = surface.minimum
     print(f"minimum loss {value:.4g} at {', '.join(f'{c:.3g}' for c in coords)}")
-    written = save_surface(surface, args.out or run_directory(args.checkpoint) / "figures",
-                           f"surface-{surface.kind}-{surface.ndim}d", three_d=args.three_d)
+    with locked_directory(args.out or run_directory(args.checkpoint) / "figures") as out:
+        written = save_surface(surface, out, f"surface-{surface.kind}-{surface.ndim}d", three_d=args.three_d)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -37,7 +37,6 @@ skipped when the experiment is run again; an interrupted training run resumes fr
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -55,13 +54,14 @@ from landscape.evaluation import Evaluation, evaluate
 from landscape.pruning.controls import random_masks, reinitialize, signs_only, supermask
 from landscape.pruning.masks import Masks, density, layer_densities, prunable_names, prune_to_density
 from landscape.connectivity import load_run_checkpoint
-from landscape.runs import Run, RunConfigError, atomic_write_json, load_checkpoint
+from landscape.runs import Run, RunConfigError, atomic_write_json, load_checkpoint, read_json
 from landscape.settings import Settings, setting
 from landscape.training import Hparams, Start, init_model, load_model, train
 
 CONTROLS = ("reinit", "random", "signs", "supermask")
 _REWIND = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 _FORMAT = 1
+_FIX = "it is not the file landscape prune wrote; repair it, or delete the IMP directory to start over"
 
 
 @dataclass(frozen=True)
@@ -253,13 +253,13 @@ def load_imp(imp_dir: str | Path) -> IMPResult:
     path = imp_dir / "imp.json"
     if not path.is_file():
         raise FileNotFoundError(f"{imp_dir} is not an IMP directory: it has no imp.json")
-    saved = json.loads(path.read_text())
+    saved = read_json(path, dict, fix=_FIX)
     rounds = []
     while (round_dir(imp_dir, len(rounds)) / "round.json").is_file():
         rounds.append(_read_round(imp_dir, len(rounds)))
     if not rounds:
         raise FileNotFoundError(f"{imp_dir} has no finished round (not even the dense run)")
-    return IMPResult(path=imp_dir, hparams=Hparams.from_dict(saved["hparams"]),
+    return IMPResult(path=imp_dir, hparams=Hparams.from_config(saved, path),
                      pruning=PruningHparams(**{**saved["pruning"], "controls": tuple(saved["pruning"]["controls"])}),
                      rewind_step=int(saved["rewind_step"]), rounds=tuple(rounds))
 
@@ -269,8 +269,8 @@ def _claim(imp_dir: Path, hparams: Hparams, pruning: PruningHparams, k: int) -> 
     latest rounds and controls asked for)."""
     path = imp_dir / "imp.json"
     if path.is_file():
-        saved = json.loads(path.read_text())
-        theirs_hp = Hparams.from_dict(saved["hparams"]).identity()
+        saved = read_json(path, dict, fix=_FIX)
+        theirs_hp = Hparams.from_config(saved, path).identity()
         theirs_pr = {key: saved["pruning"].get(key) for key in pruning.identity()}
         differences = [f"{key}: {theirs.get(key)!r} in the directory, {value!r} asked"
                        for mine, theirs in ((hparams.identity(), theirs_hp), (pruning.identity(), theirs_pr))
@@ -302,7 +302,7 @@ def _pruned_round(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Pa
     """Round ``n``: its ticket (unless done) and the controls asked for that it lacks."""
     run_dir = round_dir(imp_dir, n)
     summary = run_dir / "round.json"
-    record = json.loads(summary.read_text()) if summary.is_file() else None
+    record = read_json(summary, dict, fix=_FIX) if summary.is_file() else None
     if record is not None and all(c in record["controls"] for c in pruning.controls):
         return _read_round(imp_dir, n)
     if record is None:
@@ -371,7 +371,7 @@ def _control_seed(base: int, n: int, name: str) -> int:
 
 
 def _read_round(imp_dir: Path, n: int) -> RoundResult:
-    record = json.loads((round_dir(imp_dir, n) / "round.json").read_text())
+    record = read_json(round_dir(imp_dir, n) / "round.json", dict, fix=_FIX)
     stability = record["stability"]
     controls = {name: ControlResult(name=name, density=float(c["density"]), train=Evaluation(**c["train"]),
                                     test=Evaluation(**c["test"]),

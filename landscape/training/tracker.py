@@ -47,7 +47,10 @@ Guarantees:
 * **Resumable.** Before measuring, the tracker reads which ``(step, instrument)`` records of its own
   ``name`` the metrics file already holds (on first use, and again whenever the step goes backwards, as it
   does when the trainer resumes a run and drops the records after its checkpoint) and measures only the
-  missing ones: a resumed tracked run repeats no measurement and loses none.
+  missing ones: a resumed tracked run repeats no measurement and loses none. As a trainer callback, its
+  warm-start eigenvectors are saved with every checkpoint (:meth:`Tracker.state_dict`) and restored on
+  resume, so a resumed run records exactly (bit for bit, matvec counts included) what an uninterrupted one
+  records; only the ``seconds`` of each record differ.
 * **Several trackers, one run.** Trackers that write to the same run with different evaluation data or
   settings (say the empirical and the true Fisher trace) each need a ``name``: every record carries its
   tracker's name (``"tracker"``, absent for the unnamed default), resumption keys on it, and
@@ -178,6 +181,7 @@ class Tracker:
         self._seen: tuple[Path | None, int] = (None, -1)   # (metrics file read, last step asked)
         self._measured: set[tuple[int, str]] = set()
         self._warm: dict[str, Tensor] = {}
+        self._restored = False   # _warm came from load_state_dict: keep it when the records are re-read
 
     @classmethod
     def for_hparams(cls, hparams: Hparams, *, samples: int = 128, **kwargs: Any) -> Tracker:
@@ -204,6 +208,24 @@ class Tracker:
         """The trainer-callback form (``train(..., callbacks=[tracker])``; the integrations' callbacks call it
         with their framework's run directory): returns the records written."""
         return self._measure(model, step, self._sink if self._sink is not None else run)
+
+    @property
+    def state_key(self) -> str:
+        """The key the trainer saves this tracker's state under in a checkpoint (unique per tracker name)."""
+        return f"tracker:{self.name}" if self.name else "tracker"
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to measure exactly as an uninterrupted one: the warm-start eigenvectors
+        of the last measurement (``{"warm": {"largest" | "smallest": (n, k) tensor}}``). The trainer saves it
+        with every checkpoint (see "Resumable" in the module docstring)."""
+        return {"warm": dict(self._warm)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``: the next measurement starts its eigen solves from the
+        saved eigenvectors, after re-reading which records the run already holds."""
+        self._warm = dict(state["warm"])
+        self._seen = (None, -1)
+        self._restored = True
 
     def _measure(self, model: nn.Module, step: int, sink: Run | _JsonlFile | None) -> list[dict[str, Any]]:
         if sink is None and not self.sinks:
@@ -239,8 +261,10 @@ class Tracker:
             self._measured = {(r["step"], r["instrument"]) for r in _records(path)
                               if r.get("instrument") in INSTRUMENTS and isinstance(r.get("step"), int)
                               and r.get("tracker") == self.name}
-            self._warm.clear()
+            if not self._restored:
+                self._warm.clear()
         self._seen = (path, step)
+        self._restored = False
 
 
 class _Measurement:

@@ -34,9 +34,18 @@ Guarantees:
   gradients are zeroed before and the weights re-zeroed after every update, so they stay exactly zero
   and the optimizer state for them stays zero (SGD momentum and weight decay, Adam).
 
+* **Byte for byte**: the same call writes the same bytes (config.json, checkpoints and their training
+  state, and metrics.jsonl unless a callback logs wall times, as a tracker's ``seconds`` do), whether or not
+  the run was interrupted and resumed (:mod:`landscape.runs`).
+* **One writer**: ``train`` holds the run directory's lock (:mod:`landscape.locking`) while it writes; a
+  second process training into the same directory is refused at once, naming the holder's process id.
+
 Callbacks see the model in training mode holding the last step's gradients. A callback that must not
 change the run (a measurement) should leave parameters, buffers, gradients and RNG states as it found
-them, e.g. by working inside :func:`landscape.state.untouched`.
+them, e.g. by working inside :func:`landscape.state.untouched`. A callback with ``state_dict()`` and
+``load_state_dict(state)`` (a :class:`~landscape.training.tracker.Tracker`: its warm-start eigenvectors)
+has that state saved with every checkpoint, under its ``state_key`` (else its place in ``callbacks``), and
+restored when the run resumes, so that it continues exactly as it would have without the interruption.
 """
 from __future__ import annotations
 
@@ -55,11 +64,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.data.batches import chunked
+from landscape.devices import torch_device
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import Dataset, load_dataset
 from landscape.evaluation import Evaluation, evaluate
+from landscape.locking import locked_directory
 from landscape.models import build_model
-from landscape.runs import Run, RunConfigError, load_model_state, save_checkpoint
+from landscape.runs import CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint, sidecar_path
 from landscape.state import preserved_rng
 from landscape.training.hparams import Hparams
 
@@ -206,7 +217,7 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
         FloatingPointError: the training loss became NaN or infinite.
     """
     began = time.perf_counter()
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(device)
     session = _Session.build(hparams, Run(run_dir), masks, device)
     first = start.step if start is not None else 0
     if first > session.total:
@@ -214,10 +225,10 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
     late = [s for s in hparams.checkpoint_steps if s > session.total]
     if late:
         raise ValueError(f"checkpoint_steps {late} are beyond the run's {session.total} steps")
-    _claim(session.run, hparams, _config(hparams, session.total, start, session.masks, device))
 
-    with preserved_rng():
-        resumed_at = session.resume(s for s in hparams.checkpoint_steps if s >= first)
+    with locked_directory(run_dir), preserved_rng():
+        _claim(session.run, hparams, _config(hparams, session.total, start, session.masks, device))
+        resumed_at = session.resume((s for s in hparams.checkpoint_steps if s >= first), callbacks)
         step = began_at = resumed_at if resumed_at is not None else session.begin(start)
         bar = tqdm(total=session.total, initial=step, disable=not progress, desc=session.run.path.name, unit="it",
                    dynamic_ncols=True)
@@ -283,9 +294,15 @@ class _Session:
                    evaluation={"train": chunked(*train_split, _EVAL_BATCH), "test": chunked(*test_split, _EVAL_BATCH)},
                    total=hparams.total_steps(loader.batches_per_epoch))
 
-    def resume(self, wanted: Iterable[int]) -> int | None:
-        """Restore model, optimizer, loader and RNG from the run's latest checkpoint, or from the last one
-        before the first of the ``wanted`` checkpoint steps that is missing; its step, or ``None`` for none."""
+    def resume(self, wanted: Iterable[int], callbacks: Sequence[Callback] = ()) -> int | None:
+        """Restore model, optimizer, loader, RNG and the callbacks' states from the run's latest checkpoint, or
+        from the last one before the first of the ``wanted`` checkpoint steps that is missing; its step, or
+        ``None`` for none.
+
+        Raises:
+            CheckpointError: that checkpoint's training-state file is missing or incomplete (naming it and the
+                fix).
+        """
         saved = self.run.checkpoint_steps()
         missing = sorted(set(wanted) - set(saved))
         usable = [s for s in saved if not missing or s <= missing[0]]
@@ -293,10 +310,21 @@ class _Session:
             return None
         step = usable[-1]
         checkpoint = self.run.load_checkpoint(step, self.model, map_location=self.device)
+        lacking = [key for key in ("optimizer", "loader", "rng") if key not in checkpoint.state]
+        if lacking:
+            weights = self.run.checkpoint_path(step)
+            earlier = f"from step {usable[-2]}" if len(usable) > 1 else "from step 0"
+            raise CheckpointError(f"cannot resume {self.run.path} from step {step}: its training-state file "
+                                  f"{sidecar_path(weights)} is missing or lacks {', '.join(lacking)}; restore it, or "
+                                  f"delete {weights} to resume {earlier}")
         self.optimizer.load_state_dict(checkpoint.state["optimizer"])
         _configure(self.optimizer, self.hparams)
         self.loader.load_state_dict(checkpoint.state["loader"])
         _set_rng(checkpoint.state["rng"], self.device)
+        states = checkpoint.state.get("callbacks", {})
+        for key, callback in _stateful(callbacks).items():
+            if key in states:
+                callback.load_state_dict(states[key])
         self.run.truncate_metrics(after_step=step)
         return step
 
@@ -333,11 +361,13 @@ class _Session:
                         self.shown["test_acc"] = result.accuracy
         for callback in callbacks:
             callback(self.model, step, self.run)
+        stateful = _stateful(callbacks)
         if checkpoint or (hp.checkpoint_every and step % hp.checkpoint_every == 0):
             self.check_finite()
             self.run.save_checkpoint(step, self.model.state_dict(), {
                 "optimizer": self.optimizer.state_dict(), "loader": self.loader.state_dict(),
-                "rng": _get_rng(self.device), "lr": hp.lr_at(step)})
+                "rng": _get_rng(self.device), "lr": hp.lr_at(step),
+                **({"callbacks": {key: c.state_dict() for key, c in stateful.items()}} if stateful else {})})
 
     def update(self, step: int) -> None:
         """One optimizer update from ``step`` to ``step + 1``, masks kept at zero."""
@@ -373,6 +403,17 @@ class _Session:
     def _smooth(self, name: str, value: Tensor) -> None:
         """Exponential moving average (over about 20 steps) shown in the progress bar, kept on the device."""
         self.shown[name] = value if name not in self.shown else 0.95 * self.shown[name] + 0.05 * value
+
+
+def _stateful(callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """The callbacks with a ``state_dict()`` and ``load_state_dict(state)``, by the key their state is saved
+    under: their ``state_key`` attribute if they have one (a tracker's name), else their place in the list."""
+    keyed: dict[str, Any] = {}
+    for index, callback in enumerate(callbacks):
+        if callable(getattr(callback, "state_dict", None)) and callable(getattr(callback, "load_state_dict", None)):
+            key = str(getattr(callback, "state_key", None) or index)
+            keyed[key if key not in keyed else f"{key}#{index}"] = callback
+    return keyed
 
 
 def _optimizer(hparams: Hparams, model: nn.Module) -> torch.optim.Optimizer:
@@ -441,10 +482,7 @@ def _claim(run: Run, hparams: Hparams, config: dict[str, Any]) -> None:
             raise RunConfigError(f"{run.path} has checkpoints but no config.json; refusing to guess what it holds")
         run.write_config(config)
         return
-    try:
-        theirs = Hparams.from_dict(existing["hparams"]).identity()
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunConfigError(f"{run.config_path} is not a landscape training config: {e}") from e
+    theirs = Hparams.from_config(existing, run.config_path).identity()
     mine = hparams.identity()
     differences = [f"{k}: {theirs.get(k)!r} in the run, {mine[k]!r} asked" for k in mine if theirs.get(k) != mine[k]]
     for key, fields in (("start", ("step", "optimizer", "model_digest")), ("masks", ("digest",))):
