@@ -10,6 +10,8 @@ Layers, bottom to top (lower layers never import higher ones):
 - ``curvature`` (the standard curvature profile of a network), ``analyze`` (checkpoints) and ``compare``
   (tickets against the dense network) on top of them;
 - ``plots``, ``cli``: figures and the ``landscape`` command.
+- ``integrations``: callbacks for Lightning and ``transformers`` and a TensorBoard sink, optional extras that
+  ``import landscape`` does not load.
 
 Functions named like their module (``landscape.instability.instability``, ``landscape.compare.compare``,
 ``landscape.analyze.analyze``)
