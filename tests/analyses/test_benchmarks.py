@@ -170,3 +170,41 @@ def test_scale_quick_agrees_across_processes_and_ranks(run_script, capsys, in_tm
     ranks = re.search(r"ranks (\S+), (\S+) \(identical: True\); relative difference (\S+)", out)
     assert ranks and float(ranks[1]) == float(ranks[2]) and float(ranks[3]) <= 1e-4
     assert not any(in_tmp.iterdir())
+
+
+def test_gpu_quick_prints_one_table_with_every_measurement(run_script, capsys, in_tmp, one_thread):
+    run_script("benchmark_gpu", "--quick")
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    table = lines[start + 1:-1]
+    assert re.fullmatch(r"total \d+ s", lines[-1])
+    call = parse([table[0]], r"(MLP 7,354 parameters), 200 samples +float32 +first call +landscape +(\d+) +(\S+) +n/a"
+                             r" +- +(\S+) x the tuned solve \((\S+) s\); .*")
+    assert all(value > 0 for value in call[0][1])
+    row = r"(.+?) {2,}(float32|bfloat16) +(.+?) {2,}(\S.*?)? +(\S+) +(\S+) +n/a +(\S+)  (.*)"
+    rows = [re.fullmatch(row, line) for line in table[1:]]
+    assert all(rows), [line for line, match in zip(table[1:], rows) if not match]
+    by_key = {(m[1], m[2], m[3].strip(), (m[4] or "").strip()): m for m in rows}
+    models = sorted({m[1] for m in rows})
+    assert len(models) == 2 and any(name.startswith("ResNet-18") for name in models)
+    for model in models:
+        for dtype in ("float32", "bfloat16"):
+            gradient = by_key[model, dtype, "gradient", ""]
+            assert float(gradient[6]) > 0
+            for method in ("reverse", "forward"):
+                ratios = re.fullmatch(r"(\S+) / (\S+) x grad \(1 / per vector of 8\)", by_key[model, dtype,
+                                                                                           f"HVP {method}", ""][8])
+                assert ratios and min(float(ratios[1]), float(ratios[2])) > 0
+            assert "not measured in --quick" in by_key[model, dtype, "HVP forward, compiled", ""][8]
+            ours = by_key[model, dtype, "top-5", "landscape"]
+            assert int(ours[5]) > 0 and float(ours[6]) > 0 and "; converged;" in ours[8]
+            if dtype == "float32":
+                assert float(ours[7]) <= 2e-3   # tol=1e-3 on the recurrence; the recomputed one agrees
+            peer = by_key[model, dtype, "top-5", "PyHessian"]
+            assert int(peer[5]) > 0 and float(peer[7]) >= 0
+            he = by_key[model, dtype, "top-5", "hessian-eigenthings"]
+            assert he[8].startswith("absent") != importable("hessian_eigenthings")
+            estimate = re.match(r"(\S+) \+- (\S+); xtrace", by_key[model, dtype, "trace", "landscape"][8])
+            assert estimate and math.isfinite(float(estimate[1])) and float(estimate[2]) > 0
+    assert not any(in_tmp.iterdir())
