@@ -68,6 +68,9 @@ class ParamSpace:
                 continue
             if m.shape != p.shape:
                 raise ValueError(f"mask for {n!r} has shape {tuple(m.shape)}, parameter has {tuple(p.shape)}")
+            if not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError(f"mask for {n!r} has values other than 0 and 1 (a soft mask?): a mask says which "
+                                 "coordinates survive; pass (mask != 0).float() to keep every nonzero one")
             idx = torch.nonzero(m.reshape(-1).to(p.device) != 0).reshape(-1)
             self._index[n] = idx
             sizes.append(int(idx.numel()))

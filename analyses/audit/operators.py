@@ -283,6 +283,13 @@ REFUSALS = [
     Case("operators: masks removing every coordinate",
          refused(lambda: Hessian(model(), CE, data(), params=["2.bias"], masks={"2.bias": torch.zeros(3)})),
          ("masked out",)),
+    Case("operators: a soft (non 0/1) mask",
+         refused(lambda: Hessian(model(), CE, data(), masks={"2.weight": torch.full((3, 6), 0.5)})),
+         ("other than 0 and 1",)),
+    Case("operators: the loss class instead of an instance",
+         refused(lambda: Hessian(model(), nn.CrossEntropyLoss, data())), ("CrossEntropyLoss()",)),
+    Case("operators: a device=meta operator", refused(lambda: Hessian(model(), CE, data(), device="meta")),
+         ("meta",)),
     Case("operators: MatrixOperator @ v with a meta-device vector",
          refused(lambda: MatrixOperator(torch.eye(3, dtype=F64)) @ torch.ones(3, device="meta")), ("meta device",)),
 ]

@@ -41,7 +41,7 @@ from landscape.operators.memory import StorageBytes, saved_by_autograd
 from landscape.operators.parallel import reduce_pass, reduce_product
 from landscape.operators.reduction import (Reduction, ReductionError, check_declared, loss_reduction,
                                            mean_normaliser, own_reduction)
-from landscape.operators.vectors import checked_block, nonfinite_input
+from landscape.operators.vectors import check_device, checked_block, nonfinite_input
 from landscape.params import ParamSpace, Selection
 
 DEFAULT_CACHE_BYTES = 2 ** 30
@@ -131,6 +131,7 @@ class CurvatureOperator(abc.ABC):
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point or self.dtype.is_complex:
             raise TypeError(f"dtype must be a real floating-point torch.dtype (e.g. torch.float64), got {self.dtype!r}")
         self.device = torch.device(device) if device is not None else reference.device
+        check_device(self.device)
         self._group = process_group
         self.rank, self.world_size = (0, 1) if process_group is None else check_group(process_group, self.device)
         self.shape: tuple[int, int] = (self.space.dim, self.space.dim)

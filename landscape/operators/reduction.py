@@ -45,7 +45,13 @@ class ReductionError(ValueError):
 def loss_reduction(loss_fn: Callable[[Tensor, Tensor], Tensor], reduction: str | None = None) -> Reduction:
     """The reduction of ``loss_fn``: read from a loss module, a functional loss's default (``"mean"``), or
     ``reduction`` for any other callable (``None``: ``"mean"``). Raises :class:`ReductionError` for
-    ``"none"``, an unknown value, or a ``reduction`` that contradicts the loss's own."""
+    ``"none"``, an unknown value, or a ``reduction`` that contradicts the loss's own; ``TypeError`` for a loss
+    class instead of an instance, or anything not callable."""
+    if isinstance(loss_fn, type):
+        raise TypeError(f"loss_fn is the class {loss_fn.__name__}, not a loss: pass an instance, e.g. "
+                        f"{loss_fn.__name__}()")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable loss_fn(outputs, targets) -> scalar, got {type(loss_fn).__name__}")
     if reduction is not None and reduction not in REDUCTIONS:
         raise ReductionError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     own = own_reduction(loss_fn)

@@ -33,6 +33,17 @@ def checked_block(V: Any, dim: int, what: str) -> Tensor:
     return V
 
 
+def check_device(device: torch.device) -> None:
+    """Raise naming ``device`` if this process cannot allocate on it (no CUDA build, no such GPU, meta)."""
+    if device.type == "meta":
+        raise ValueError("device='meta' holds no values: curvature products need a real device")
+    try:
+        torch.empty(0, device=device)
+    except (AssertionError, RuntimeError) as error:   # torch raises AssertionError without a CUDA build
+        raise ValueError(f"device {str(device)!r} is not available in this process ({error}): pass a device "
+                         "it has, e.g. device='cpu'") from error
+
+
 def nonfinite_input(V: Tensor, name_of: Callable[[int], str]) -> None:
     """Raise if the ``(dim, b)`` block ``V`` has a NaN or infinite entry, naming the vector, the coordinate
     and its parameter (``name_of(coordinate)``); return otherwise."""

@@ -125,3 +125,22 @@ def test_the_dense_adapter_casts_and_checks_its_vectors():
         A @ torch.ones(3, device="meta")
     with pytest.raises(ValueError, match=r"expects shape \(3, b\)"):
         A @ torch.ones(4)
+
+
+def test_a_soft_mask_is_refused_with_the_fix(mlp, classification):
+    with pytest.raises(ValueError, match=r"other than 0 and 1.*\(mask != 0\).float\(\)"):
+        Hessian(mlp, CE, classification, masks={"2.weight": torch.full((3, 6), 0.5)})
+
+
+def test_a_loss_class_or_a_non_callable_loss_is_named(mlp, classification):
+    with pytest.raises(TypeError, match=r"the class CrossEntropyLoss.*CrossEntropyLoss\(\)"):
+        Hessian(mlp, nn.CrossEntropyLoss, classification)
+    with pytest.raises(TypeError, match="must be a callable.*got str"):
+        GGN(mlp, "cross_entropy", classification)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a process without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "meta"])
+def test_a_device_the_process_cannot_use_is_named(mlp, classification, device):
+    with pytest.raises(ValueError, match=f"device.*{device}"):
+        Hessian(mlp, CE, classification, device=device)
