@@ -98,6 +98,7 @@ def init_from_env(backend: str | None = None, timeout: timedelta = DEFAULT_TIMEO
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available() and backend in (None, "nccl")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    backend = backend or backend_for(device)
     if world == 1 and not dist.is_initialized():
         return Context(0, 1, 0, device, None)
     if not dist.is_initialized():
@@ -107,9 +108,14 @@ def init_from_env(backend: str | None = None, timeout: timedelta = DEFAULT_TIMEO
                                "(torchrun --nproc-per-node N ...), which sets them")
         if cuda:
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend or ("nccl" if cuda else "gloo"), timeout=timeout,
-                                device_id=device if cuda else None)
+        dist.init_process_group(backend=backend, timeout=timeout, device_id=device if cuda else None)
     return Context(dist.get_rank(), dist.get_world_size(), local_rank, device, dist.group.WORLD)
+
+
+def backend_for(device: torch.device) -> str:
+    """The collective backend for tensors on ``device``: NCCL for CUDA tensors (GPU to GPU, over NVLink or
+    the network), gloo for CPU tensors."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
 
 
 def check_group(group: Any, device: torch.device) -> tuple[int, int]:

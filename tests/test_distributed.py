@@ -278,3 +278,41 @@ def test_seed_all_makes_initialisations_equal():
     a = nn.Linear(4, 4).weight.detach().clone()
     distributed.seed_all(3)
     assert torch.equal(a, nn.Linear(4, 4).weight)
+
+
+def test_backend_follows_the_device_nccl_for_cuda_tensors_gloo_for_cpu():
+    assert distributed.backend_for(torch.device("cuda", 1)) == "nccl"
+    assert distributed.backend_for(torch.device("cpu")) == "gloo"
+
+
+def test_init_from_env_under_torchrun_with_cuda_joins_nccl_on_the_local_gpu(monkeypatch):
+    joined = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: joined.setdefault("set_device", device))
+    monkeypatch.setattr(dist, "is_initialized", lambda: "backend" in joined)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    for name, value in zip(distributed.ENV_VARS, ("1", "2", "1", "127.0.0.1", "29500")):
+        monkeypatch.setenv(name, value)
+    ctx = init_from_env()
+    assert joined["backend"] == "nccl" and joined["device_id"] == torch.device("cuda", 1)
+    assert joined["set_device"] == torch.device("cuda", 1)
+    assert (ctx.rank, ctx.world_size, ctx.device) == (1, 2, torch.device("cuda", 1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="NCCL needs a CUDA device")
+def test_a_one_rank_nccl_group_gives_the_products_of_one_process():
+    model, batches = _problem()
+    model = model.cuda()
+    cuda_batches = [(x.cuda(), y.cuda()) for x, y in batches]
+    alone = Hessian(model, CE, cuda_batches, dtype=F64)
+    dist.init_process_group(backend=distributed.backend_for(alone.device), store=dist.HashStore(), rank=0,
+                            world_size=1, device_id=alone.device)
+    try:
+        grouped = Hessian(model, CE, cuda_batches, dtype=F64, process_group=dist.group.WORLD)
+        V = torch.randn(alone.shape[0], 3, dtype=F64, device=alone.device)
+        assert torch.allclose(grouped.matmat(V), alone.matmat(V), rtol=1e-12, atol=1e-12)
+        assert grouped.num_samples == alone.num_samples
+    finally:
+        dist.destroy_process_group()
