@@ -435,10 +435,17 @@ class Run:
         """The records of metrics.jsonl in order (only those of ``instrument`` if given).
 
         A last line cut short by a crash is skipped; a malformed line elsewhere is an error.
+
+        Raises:
+            FileFormatError: the file is not UTF-8. ValueError: a line before the last is not JSON.
         """
         if not self.metrics_path.is_file():
             return []
-        lines = self.metrics_path.read_text().splitlines()
+        try:
+            lines = self.metrics_path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise FileFormatError(f"{self.metrics_path} is not UTF-8 text (byte {e.start}): it was not written by "
+                                  f"landscape; move it away") from None
         records = []
         for number, line in enumerate(lines, 1):
             if not line.strip():
