@@ -273,9 +273,6 @@ class CurvatureOperator(abc.ABC):
         losses, sizes, normalisers, prints, gradient = [], [], [], [], None
         for index, batch in enumerate(self._data):
             x, y = to_device(batch, self.device, self.dtype)
-            if check_reduction and index == 0 and not self._inspectable_loss and not self.batch_statistics:
-                check_declared(lambda a, b: self._fn.loss(self._fn.primals, a, b), self._fn.loss_fn, x, y,
-                               self.reduction)
             normaliser = mean_normaliser(self._fn.loss_fn, y) if self.reduction == "mean" else 1.0
             if normaliser <= 0:
                 raise ReductionError(f"batch {index}'s mean loss divides by {normaliser:g} (every target ignored, "
@@ -283,6 +280,9 @@ class CurvatureOperator(abc.ABC):
                                      "reduction='sum'")
             leaves = self._fn.leaves()
             loss = self._batch_loss(leaves, x, y, index)
+            if check_reduction and index == 0 and not self._inspectable_loss and not self.batch_statistics:
+                check_declared(lambda a, b: self._fn.loss(self._fn.primals, a, b), self._fn.loss_fn, x, y,
+                               float(loss.detach()), self.reduction)
             g = self._batch_gradient(loss, leaves)
             gradient = g * normaliser if gradient is None else gradient.add_(g, alpha=normaliser)
             losses.append(loss.detach())

@@ -130,13 +130,15 @@ def refuse_ignored_targets(loss_fn: Callable[[Tensor, Tensor], Tensor], reductio
 
 
 def check_declared(loss_of: Callable[[Tensor, Tensor], Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor],
-                   inputs: Tensor, targets: Tensor, reduction: Reduction) -> None:
+                   inputs: Tensor, targets: Tensor, whole: float, reduction: Reduction) -> None:
     """Refuse a callable that visibly reduces the other way than ``reduction`` says.
 
-    ``loss_of(x, y)`` is the model's loss on a batch. With the batch cut in halves of losses ``L1``, ``L2``
-    and normalisers ``d1``, ``d2``, a mean-reduced loss has ``L = (d1 L1 + d2 L2) / (d1 + d2)`` and a
-    sum-reduced one ``L = L1 + L2``. Raises :class:`ReductionError` when ``L`` matches the other form to
-    ``1e3 eps`` and not the declared one (a loss that is neither, e.g. with a penalty term, passes).
+    ``loss_of(x, y)`` is the model's loss on a batch, ``whole`` its value ``L`` on ``(inputs, targets)``.
+    With the batch cut in halves of losses ``L1``, ``L2`` and normalisers ``d1``, ``d2``, a mean-reduced
+    loss has ``L = (d1 L1 + d2 L2) / (d1 + d2)`` and a sum-reduced one ``L = L1 + L2``. Raises
+    :class:`ReductionError` when ``L`` matches the other form to ``1e3 eps (|L1| + |L2|)`` (``eps`` of the
+    loss's dtype) and not the declared one (a loss that is neither, e.g. with a penalty term, passes).
+    Costs two forward passes over the halves, without gradients.
     """
     n = inputs.shape[0]
     if n < 2:
@@ -144,16 +146,14 @@ def check_declared(loss_of: Callable[[Tensor, Tensor], Tensor], loss_fn: Callabl
     half = n // 2
     try:
         with torch.no_grad():
-            whole = float(loss_of(inputs, targets))
-            first = float(loss_of(inputs[:half], targets[:half]))
-            second = float(loss_of(inputs[half:], targets[half:]))
+            halves = loss_of(inputs[:half], targets[:half]), loss_of(inputs[half:], targets[half:])
     except (RuntimeError, ValueError):   # a model that takes only whole batches: nothing to compare
         return
+    first, second = (float(h) for h in halves)
     d1, d2 = mean_normaliser(loss_fn, targets[:half]), mean_normaliser(loss_fn, targets[half:])
     forms = {"sum": first + second,
              "mean": (d1 * first + d2 * second) / (d1 + d2) if d1 + d2 > 0 else float("nan")}
-    tolerance = 1e3 * torch.finfo(inputs.dtype if inputs.is_floating_point() else torch.float32).eps \
-        * (abs(first) + abs(second))
+    tolerance = 1e3 * torch.finfo(halves[0].dtype).eps * (abs(first) + abs(second))
     other = "sum" if reduction == "mean" else "mean"
     if abs(whole - forms[other]) <= tolerance < abs(whole - forms[reduction]):
         raise ReductionError(
