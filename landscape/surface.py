@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.connectivity import Endpoint, load_run_checkpoint, reset_batchnorm, save_npz, state_of
+from landscape.devices import widest_float
 from landscape.evaluation import LossFn, evaluate
 from landscape.params import ParamSpace
 from landscape.state import preserved_rng, untouched
@@ -62,22 +63,27 @@ def filter_directions(model: nn.Module, count: int = 2, *, seed: int = 0,
     BatchNorm and LayerNorm scales and shifts) are zeroed with ``bias_bn="zero"`` (Li et al.'s
     ``--xignore biasbn``), or, with ``"filter"``, treated as one filter per
     entry: d_j = sign(g_j) |θ_j| (Li et al.'s code copies θ, i.e. takes every sign positive). Pruned
-    coordinates (``masks`` 0) are zero. Drawn from ``seed`` in float64 on the CPU (the same directions on
-    any device), without touching the global RNG.
+    coordinates (``masks`` 0) are zero. Drawn from ``seed`` on the model's device, in float64 where the
+    device has it (float32 on MPS), without touching the global RNG and without copies to the host: the
+    same directions for the same seed on the same kind of device (a GPU's generator draws other numbers
+    than the CPU's).
     """
     if bias_bn not in ("zero", "filter"):
         raise ValueError(f"bias_bn must be 'zero' or 'filter', got {bias_bn!r}")
-    gen = torch.Generator().manual_seed(seed)
     masks = masks or {}
     space = ParamSpace(model)
+    params = space.parameters(model)
+    device = next(iter(params.values())).device
+    wide = widest_float(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
     vectors = []
     for _ in range(count):
         d = {}
-        for name, p in space.parameters(model).items():
-            g = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            w = p.detach().to(device="cpu", dtype=torch.float64)
+        for name, p in params.items():
+            g = torch.randn(p.shape, generator=gen, dtype=wide, device=device)
+            w = p.detach().to(device=device, dtype=wide)
             if name in masks:
-                g = g * masks[name].to(device="cpu", dtype=torch.float64)
+                g = g * masks[name].to(device=device, dtype=wide)
             if p.ndim <= 1:
                 g = torch.zeros_like(g) if bias_bn == "zero" else torch.sign(g) * w.abs()
             else:
@@ -132,16 +138,17 @@ def pca_directions(model: nn.Module, trajectory: Sequence[Endpoint]) -> Directio
     if len(trajectory) < 3:
         raise ValueError(f"a PCA plane needs at least 3 checkpoints, got {len(trajectory)}")
     space = ParamSpace(model)
-    origin = space.values(model).to(dtype=torch.float64)
+    origin = space.values(model)
+    origin = origin.to(dtype=widest_float(origin.device))   # float64 where the device has it
     rows = []
     for t in trajectory:
         state = state_of(t)
-        rows.append(space.to_flat({n: state[n].to(origin.device, torch.float64) for n in space.names}) - origin)
+        rows.append(space.to_flat({n: state[n].to(origin.device, origin.dtype) for n in space.names}) - origin)
     diffs = torch.stack(rows)
     _, s, vt = torch.linalg.svd(diffs - diffs.mean(dim=0), full_matrices=False)
     basis = vt[:2]
     coords = diffs @ basis.T
-    flip = torch.where(coords[0] > 0, -1.0, 1.0).to(torch.float64)
+    flip = torch.where(coords[0] > 0, -1.0, 1.0).to(origin.dtype)
     basis, coords = basis * flip[:, None], coords * flip
     ratio = (s[:2] ** 2 / (s ** 2).sum()).tolist()
     p = next(model.parameters())

@@ -161,3 +161,20 @@ def test_surface_from_a_run_checkpoint_is_centred_on_it_with_its_trajectory(tmp_
     line = surface_from_checkpoint(tmp_path / "run", "filter", dims=1, points=3, progress=False)
     run = load_run_checkpoint(tmp_path / "run")
     assert line.ndim == 1 and line.loss[1] == evaluate(run.model, run.loss_fn, run.data["train"]).loss
+
+
+def test_filter_directions_are_drawn_on_the_models_device_in_its_widest_float(monkeypatch):
+    import landscape.surface as surface
+    drawn = []
+    real = torch.randn
+
+    def spy(*args, **kwargs):
+        drawn.append((kwargs.get("device"), kwargs.get("dtype")))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(surface, "widest_float", lambda device: torch.float32)   # as on MPS (no float64)
+    monkeypatch.setattr(surface.torch, "randn", spy)
+    model = mlp()
+    directions = filter_directions(model, 2)
+    device = next(model.parameters()).device
+    assert drawn and all(d == device and dtype == torch.float32 for d, dtype in drawn)
+    assert all(t.device == device for v in directions.vectors for t in v.values())
