@@ -115,7 +115,8 @@ class Minimum:
 def minimize(model: nn.Module, loss_fn: LossFn, data: Any, *, max_iter: int = 2000, gradient_tol: float = 1e-10,
              dtype: torch.dtype | None = torch.float64) -> Minimum:
     """Full-batch L-BFGS (strong Wolfe line search) from a copy of ``model`` to a critical point of the loss
-    over ``data`` (mean- or sum-reduced as ``loss_fn`` reduces a batch), stopping when the gradient's largest entry is below ``gradient_tol``.
+    over ``data`` (mean- or sum-reduced as ``loss_fn`` reduces a batch), stopping when the gradient's largest
+    entry is below ``gradient_tol``.
 
     Returns a :class:`Minimum` holding the copy (in ``dtype``, default float64; ``None`` keeps the model's),
     in eval mode. The argument and the global random state are left untouched.

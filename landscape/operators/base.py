@@ -187,7 +187,8 @@ class CurvatureOperator(abc.ABC):
     def matmat(self, V: Tensor) -> Tensor:
         """``M V`` for ``V`` of shape ``(dim, b)``; the ``b`` vectors share every pass over the data (and,
         with a process group, one ``all_reduce``: call it on every rank with the same ``V``)."""
-        rows = checked_block(V, self.space.dim, "matmat").to(device=self.device, dtype=self.dtype).T.contiguous()   # each vector contiguous
+        rows = checked_block(V, self.space.dim, "matmat").to(device=self.device, dtype=self.dtype)
+        rows = rows.T.contiguous()   # each vector contiguous
         if rows.shape[0] == 0:
             return torch.zeros_like(rows).T
         packed = None
