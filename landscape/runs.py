@@ -437,7 +437,8 @@ class Run:
         A last line cut short by a crash is skipped; a malformed line elsewhere is an error.
 
         Raises:
-            FileFormatError: the file is not UTF-8. ValueError: a line before the last is not JSON.
+            FileFormatError: the file is not UTF-8, or a line holds JSON other than an object. ValueError: a
+                line before the last is not JSON.
         """
         if not self.metrics_path.is_file():
             return []
@@ -451,11 +452,15 @@ class Run:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as e:
                 if number == len(lines):
                     break
                 raise ValueError(f"{self.metrics_path}, line {number}, is not valid JSON: {e}") from e
+            if not isinstance(record, dict):
+                raise FileFormatError(f"{self.metrics_path}, line {number}, holds a JSON {_json_kind(record)}, not "
+                                      f"a record (a JSON object): it was not written by landscape; move it away")
+            records.append(record)
         return [r for r in records if instrument is None or r.get("instrument") == instrument]
 
     def truncate_metrics(self, after_step: int) -> None:

@@ -331,3 +331,13 @@ def test_an_output_directory_that_is_a_file_or_under_one_is_refused(tmp_path):
     with pytest.raises(NotADirectoryError, match=r"lies under .*file, which is a file"):
         with locked_directory(tmp_path / "file" / "run"):
             pass
+
+
+def test_a_metrics_file_that_is_not_utf8_or_holds_no_records_is_named(tmp_path):
+    run = Run(tmp_path)
+    run.metrics_path.write_bytes(b'{"step": 0}\n\xff\n')
+    with pytest.raises(FileFormatError, match="metrics.jsonl is not UTF-8 text"):
+        run.metrics()
+    run.metrics_path.write_text('[1, 2]\n{"step": 0}\n')
+    with pytest.raises(FileFormatError, match="metrics.jsonl, line 1, holds a JSON list, not a record"):
+        run.truncate_metrics(after_step=0)

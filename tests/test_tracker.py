@@ -215,3 +215,14 @@ def test_a_resumed_tracked_run_records_exactly_what_an_uninterrupted_one_records
     assert cut == whole   # eigenvalues, residuals and matvec counts bit for bit (float64, from JSON)
     saved = Run(tmp_path / "cut").load_checkpoint(10).state["callbacks"]["tracker"]["warm"]
     assert saved["largest"].dtype == torch.float64 and saved["largest"].shape[1] == CHEAP.top_k
+
+
+def test_a_metrics_file_that_is_not_utf8_is_a_named_error(tmp_path):
+    from landscape.runs import FileFormatError
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"\xff\xfe\n")
+    model = nn.Linear(2, 1)
+    measure = Tracker(nn.MSELoss(), (torch.randn(4, 2), torch.randn(4, 1)), instruments=("trace",), schedule=1,
+                      model=model, run=path, settings=CHEAP)
+    with pytest.raises(FileFormatError, match="metrics.jsonl is not UTF-8 text"):
+        measure.step(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from landscape.locking import check_output_directory
 from landscape.plots.tracking import save_tracking
 
 HELP = "plot every tracked quantity of a run over training, and its spectral densities, as one figure"
@@ -26,5 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """Draw the figure and print where it was written."""
     if not args.run.is_dir():
         raise FileNotFoundError(f"no run directory {args.run}")
+    if args.out is not None:
+        check_output_directory(args.out.parent)
     print(f"written to {save_tracking(args.run, args.out)}")
     return 0

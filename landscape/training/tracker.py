@@ -78,7 +78,7 @@ from landscape.instruments.deflation import deflated_trace
 from landscape.linalg import Eigenpairs, density, eigs
 from landscape.operators import GGN, CurvatureOperator, Hessian
 from landscape.operators.functional import LossFn
-from landscape.runs import Run
+from landscape.runs import FileFormatError, Run
 from landscape.settings import Settings, setting
 from landscape.state import untouched
 from landscape.training.hparams import Hparams
@@ -426,13 +426,25 @@ def _sink(run: Run | str | Path) -> Run | _JsonlFile:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics file, skipping lines cut short by a crash; none if it does not exist."""
+    """The records (JSON objects) of a metrics file, skipping lines cut short by a crash and lines that hold no
+    record; none if it does not exist.
+
+    Raises:
+        FileFormatError: the file is not UTF-8 text.
+    """
     if not path.is_file():
         return []
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise FileFormatError(f"{path} is not UTF-8 text (byte {e.start}): it is no metrics file; move it away or "
+                              f"write the tracker's records elsewhere") from None
     records = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
