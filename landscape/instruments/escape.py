@@ -214,8 +214,8 @@ def escape_experiment(narrow: nn.Module, loss_fn: LossFn, data: Any, *, extra: i
     lr = 1.0 / wide_dims.scale if lr is None else lr
     generator = torch.Generator().manual_seed(seed)
     if wide_dims.count:
-        direction = wide_dims.eigenvectors.cpu() @ torch.randn(wide_dims.count, generator=generator,
-                                                               dtype=torch.float64)
+        coefficients = torch.randn(wide_dims.count, generator=generator, dtype=torch.float64)   # seeded on the CPU
+        direction = wide_dims.eigenvectors @ coefficients.to(wide_dims.eigenvectors.device)
     else:
         direction = torch.randn(H_wide.shape[0], generator=generator, dtype=torch.float64)
     losses = _descend(wide64, H_wide.space, loss_fn, data, radius * direction / direction.norm(), lr, steps)
@@ -250,7 +250,7 @@ def _full_loss(model: nn.Module, loss_fn: LossFn, data: Any, backward: bool) -> 
 def _loss_and_gradient_norm(model: nn.Module, loss_fn: LossFn, data: Any) -> tuple[float, float]:
     model.zero_grad(set_to_none=True)
     loss = float(_full_loss(model, loss_fn, data, backward=True))
-    norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None))
+    norm = math.sqrt(float(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None)))
     model.zero_grad(set_to_none=True)
     return loss, norm
 
@@ -263,13 +263,13 @@ def _descend(model: nn.Module, space: Any, loss_fn: LossFn, data: Any, perturbat
     with torch.no_grad():
         for name, delta in space.to_dict(perturbation).items():
             params[name].add_(delta.to(params[name]))
-    losses = []
+    losses = []   # on the device, read once at the end
     for _ in range(steps):
         walker.zero_grad(set_to_none=True)
-        losses.append(float(_full_loss(walker, loss_fn, data, backward=True)))
+        losses.append(_full_loss(walker, loss_fn, data, backward=True))
         with torch.no_grad():
             for p in params.values():
                 p.sub_(lr * p.grad)
     with torch.no_grad():
-        losses.append(float(_full_loss(walker, loss_fn, data, backward=False)))
-    return torch.tensor(losses, dtype=torch.float64)
+        losses.append(_full_loss(walker, loss_fn, data, backward=False))
+    return torch.stack(losses).to(device="cpu", dtype=torch.float64)

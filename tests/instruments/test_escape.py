@@ -93,3 +93,19 @@ def test_minimize_a_summed_loss_over_uneven_batches_reaches_the_critical_point_o
     assert H.loss == pytest.approx(float(summed(result.model(x), y).detach()), rel=1e-12)
     assert result.loss == pytest.approx(H.loss, rel=1e-12)
     assert float(H.gradient.norm()) < 1e-8 * 200
+
+
+def test_the_escape_descent_reads_its_losses_from_the_device_once(host_syncs):
+    from landscape.instruments.escape import _descend
+    from landscape.params import ParamSpace
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    x, y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
+    space = ParamSpace(model)
+    reads = []
+    for steps in (2, 9):
+        host_syncs.count = 0
+        losses = _descend(model, space, nn.MSELoss(), (x, y), torch.zeros(space.dim, dtype=torch.float64), 0.1, steps)
+        reads.append(host_syncs.count)
+        assert losses.shape == (steps + 1,) and bool((losses[1:] <= losses[:-1]).all())
+    assert reads[0] == reads[1], f"host reads grow with the steps: {reads}"
