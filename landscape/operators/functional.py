@@ -27,7 +27,7 @@ class FunctionalModel:
     Args:
         model: the user's module; only its structure and train/eval modes (as they are now) are used.
         space: the selected parameters; the others are held fixed.
-        loss_fn: mean-reduced ``loss_fn(outputs, targets)``.
+        loss_fn: ``loss_fn(outputs, targets)``, mean- or sum-reduced over the batch.
         dtype: floating-point dtype of the copies (parameters and floating-point buffers).
         device: device of the copies.
 
@@ -57,7 +57,7 @@ class FunctionalModel:
         return functional_call(self.model, {**self._fixed, **params}, (x,))
 
     def loss(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        """The mean-reduced loss of one batch."""
+        """``loss_fn`` on one batch (reduced over it as ``loss_fn`` reduces)."""
         return self.loss_fn(self.outputs(params, x), y)
 
     def leaves(self) -> dict[str, Tensor]:

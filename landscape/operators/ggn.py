@@ -1,7 +1,8 @@
 """The generalised Gauss-Newton matrix ``G = J^T H_L J`` (Schraudolph 2002; Martens 2020, section 8).
 
 For batch ``b`` with outputs ``z = f(x_b; theta)``, ``J_b = dz/dtheta`` and ``H_L,b = d^2 loss_b / dz^2``
-the Hessian of the batch's mean loss w.r.t. the outputs: ``G = sum_b (n_b / N) J_b^T H_L,b J_b``. It drops
+the Hessian of the batch's loss w.r.t. the outputs: ``G = sum_b (n_b / N) J_b^T H_L,b J_b`` for a mean-reduced
+loss, ``sum_b J_b^T H_L,b J_b`` for a sum (:mod:`landscape.operators.reduction`). It drops
 the term of the Hessian that involves the second derivatives of the network, and is positive
 semi-definite whenever the loss is convex in the outputs (cross-entropy, squared error). For those losses
 read as negative log-likelihoods it equals the true Fisher (:mod:`landscape.operators.fisher`).
@@ -20,7 +21,7 @@ from landscape.operators.base import PreparedBatch
 
 
 class GGN(AutodiffOperator):
-    """Matrix-free generalised Gauss-Newton ``v -> J^T H_L J v`` of the mean loss over all data.
+    """Matrix-free generalised Gauss-Newton ``v -> J^T H_L J v`` of the (mean- or sum-reduced) loss over all data.
 
     ``"reverse"``: ``J v`` by the double-vjp trick through the retained graph of ``J^T u`` (linear in a
     dummy ``u``), then ``J^T w`` by a backward through the retained forward graph; ``"forward"``: ``J V``

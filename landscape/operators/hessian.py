@@ -1,8 +1,9 @@
-"""The Hessian of the mean loss over the data, ``H = d^2 L / d theta^2`` (units: loss per parameter^2).
+"""The Hessian of the loss over the data, ``H = d^2 L / d theta^2`` (units: loss per parameter^2).
 
 For a mean-reduced loss over ``N`` samples in batches of ``n_b``: ``H = sum_b (n_b / N) H_b`` with ``H_b``
-the Hessian of batch ``b``'s mean loss, restricted to the selected, unpruned coordinates (the principal
-submatrix on them). Indefinite away from minima: its negative eigenvalues are the escape directions of a
+the Hessian of batch ``b``'s mean loss (``n_b / N`` generalised to ``d_b / D`` for means over elements or
+weighted targets); for a sum-reduced one ``H = sum_b H_b`` (:mod:`landscape.operators.reduction`).
+Restricted to the selected, unpruned coordinates (the principal submatrix on them). Indefinite away from minima: its negative eigenvalues are the escape directions of a
 saddle.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from landscape.operators.base import PreparedBatch
 
 
 class Hessian(AutodiffOperator):
-    """Matrix-free Hessian ``v -> H v`` of the mean loss over all data.
+    """Matrix-free Hessian ``v -> H v`` of the (mean- or sum-reduced) loss over all data.
 
     Hessian-vector products: ``"reverse"`` is Pearlmutter's double backward, ``H v = d/dtheta <g, v>``
     through the retained graph of ``g = dL/dtheta``; ``"forward"`` is forward over reverse,
