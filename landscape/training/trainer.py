@@ -241,7 +241,7 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
             session.update(step)
             step += 1
             bar.update(1)
-            if step % _SYNC_EVERY == 0:   # the only host synchronisation between hooks that need one
+            if step % _SYNC_EVERY == 0 or step == session.total:   # the last step's hooks synchronise anyway
                 session.check_finite()
                 bar.set_postfix(session.progress, refresh=False)
         bar.close()
