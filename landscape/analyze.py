@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,18 +34,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
 from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoint, interpolate, load_run_checkpoint
 from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.data.batches import chunked
-from landscape.data.registry import Dataset, load_dataset
+from landscape.data.external import tensors_from_dataset
+from landscape.data.registry import TORCHVISION_PREFIX, Dataset, dataset_names, load_dataset
 from landscape.devices import torch_device
 from landscape.distributed import check_group
 from landscape.evaluation import evaluate
+from landscape.instruments.blocks import PARTITIONS, block_spectra
 from landscape.linalg import SpectralDensity
 from landscape.models import build_model, model_names
-from landscape.runs import Run, atomic_write_json, load_checkpoint, read_json
+from landscape.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
 from landscape.settings import setting
 from landscape.training import tensors_digest
 
@@ -241,6 +246,10 @@ def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence
             files += [run.checkpoint_path(s) for s in saved if steps is None or s in steps]
         else:
             raise FileNotFoundError(f"no checkpoint file or run directory {target}")
+    if all(Path(t).is_file() for t in targets):
+        known = [checkpoint_step(f) for f in files]
+        if all(step is not None for step in known):
+            files = [f for _, f in sorted(zip(known, files), key=lambda pair: pair[0])]
     return files
 
 
@@ -256,9 +265,28 @@ def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: to
         ev = evaluate(model, net.loss_fn, net.data[split]) if split in net.data else None
         result[f"{split}_loss"] = None if ev is None else ev.loss
         result[f"{split}_accuracy"] = None if ev is None else ev.accuracy
-    data = curvature_batches(net.data["train"], settings.samples, rank, world_size)
+    data = curvature_batches(_split(net, settings.split), settings.samples, rank, world_size)
     curvature, spectrum = measure_curvature(model, net.loss_fn, data, net.masks, settings, device, process_group)
     return result | curvature | {"density": density_to_json(spectrum), "seconds": time.perf_counter() - began}
+
+
+def measure_blocks(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device) -> dict[str, Any]:
+    """Per-block Hessian spectra (:func:`landscape.instruments.block_spectra`) of one checkpoint on the curvature
+    samples, with the settings' eigen, trace and density budgets: ``{"partition", "blocks": [...], "seconds"}``."""
+    began = time.perf_counter()
+    data = curvature_batches(_split(net, settings.split), settings.samples)
+    result = block_spectra(net.model.to(device).eval(), net.loss_fn, data, settings.blocks, k=settings.eigenvalues,
+                           tol=settings.eig_tol, max_matvecs=settings.max_matvecs, trace_matvecs=settings.trace_matvecs,
+                           density_steps=settings.density_steps, density_runs=settings.density_runs, masks=net.masks,
+                           device=device, seed=settings.seed)
+    return {"partition": settings.blocks, "blocks": result.to_dict(), "seconds": time.perf_counter() - began}
+
+
+def _split(net: RunCheckpoint, split: str) -> list[tuple[Tensor, Tensor]]:
+    if split not in net.data:
+        raise ValueError(f"the data have no {split!r} split to measure the curvature on; they have "
+                         f"{sorted(net.data)} (choose with --split / settings.split)")
+    return net.data[split]
 
 
 def measure_pair(a: RunCheckpoint, b: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
@@ -291,43 +319,75 @@ class _Subject:
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None
     dataset: Dataset | None
 
+    source: str = ""
+
     @classmethod
-    def build(cls, model: Any, data: Any, loss_fn: Callable[[Tensor, Tensor], Tensor] | None) -> _Subject:
-        data = _resolve(data) if isinstance(data, str) and ":" in data else data
-        dataset = load_dataset(data) if isinstance(data, str) else data if isinstance(data, Dataset) else None
+    def build(cls, model: Any, data: Any, loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
+              model_kwargs: dict[str, Any], data_kwargs: dict[str, Any], source: str | None = None) -> _Subject:
+        source = source if source is not None else (data if isinstance(data, str) else type(data).__name__)
+        if isinstance(data, str) and ":" in data and not data.startswith(TORCHVISION_PREFIX):
+            data = _resolve(data)
+        if data_kwargs and not (isinstance(data, str) or _is_factory(data)):
+            raise ValueError(f"data_kwargs {data_kwargs} given, but the data ({type(data).__name__}) are not a "
+                             f"registry name or a factory to pass them to")
+        dataset = (load_dataset(data, **data_kwargs) if isinstance(data, str)
+                   else data if isinstance(data, Dataset) else None)
         splits = None
         if dataset is not None:
             splits = {"train": chunked(*dataset.train, EVAL_BATCH), "test": chunked(*dataset.test, EVAL_BATCH)}
             loss_fn = loss_fn or dataset.loss_fn()
-        elif callable(data) and not isinstance(data, nn.Module):
-            return cls.build(model, data(), loss_fn)
+        elif _is_factory(data):
+            return cls.build(model, data(**data_kwargs), loss_fn, model_kwargs, {}, source)
         elif isinstance(data, Mapping):
-            splits = {split: list(_batches(d)) for split, d in data.items()}
+            splits = {split: _batches(d) for split, d in data.items()}
         elif data is not None:
-            splits = {"train": list(_batches(data))}
+            splits = {"train": _batches(data)}
         if splits is not None and "train" not in splits:
             raise ValueError(f"data needs a 'train' split for the curvature; got splits {sorted(splits)}")
         if isinstance(model, str) and ":" in model:
             model = _resolve(model)
-        if callable(model) and not isinstance(model, nn.Module):
-            model = model()
+        if _is_factory(model):
+            model = model(**model_kwargs)
             if not isinstance(model, nn.Module):
                 raise TypeError(f"the model factory returned a {type(model).__name__}, not a torch.nn.Module")
-        if isinstance(model, str):
+        elif isinstance(model, str):
             if model not in model_names():
                 raise ValueError(f"unknown model {model!r}; registered: {model_names()} "
                                  f"(or pass package.module:factory)")
             if dataset is None:
                 raise ValueError(f"the registry model {model!r} needs a registry data set to size it (data=NAME)")
-            model = build_model(model, dataset.input_shape, dataset.output_dim)
+            model = build_model(model, dataset.input_shape, dataset.output_dim, **model_kwargs)
+        elif model_kwargs:
+            raise ValueError(f"model_kwargs {model_kwargs} given, but the model is not a registry name or a factory")
         if (model is None) != (splits is None):
-            raise ValueError("give both model and data, or neither (then each run's config.json names them)")
+            missing = "--data (data=)" if splits is None else "--model (model=)"
+            raise ValueError(f"give both the model and the data, or neither (then each run's config.json names "
+                             f"them): {missing} is missing")
         return cls(model=model, data=splits,
-                   loss_fn=loss_fn or (nn.CrossEntropyLoss() if splits is not None else None), dataset=dataset)
+                   loss_fn=loss_fn or (nn.CrossEntropyLoss() if splits is not None else None), dataset=dataset,
+                   source=source)
+
+    def describe(self, settings: AnalyzeSettings) -> str:
+        """What the data are, where their train/test split comes from, and what the curvature is measured on."""
+        on = f"curvature on the first {settings.samples} samples of the {settings.split} split"
+        if self.data is None:
+            return f"each run's data set and split (its config.json); {on}"
+        if self.dataset is not None:
+            origin = ("the registry's split, not necessarily the one a model was trained with: pass your own "
+                      "{'train': ..., 'test': ...} data (--data module:factory) to use yours"
+                      if self.dataset.name in dataset_names() else "its own split")
+            return f"{self.dataset.description} Split: {origin}; {on}."
+        sizes = ", ".join(f"{sum(len(b[1]) for b in batches)} {split}" for split, batches in self.data.items())
+        return f"user data from {self.source}: {sizes} samples; {on}"
 
     def load(self, path: Path) -> RunCheckpoint:
         """The checkpoint at ``path`` with its model, data, loss and masks."""
         if self.model is None:
+            if path.is_file() and not (path.parent.parent / "config.json").is_file():
+                raise ValueError(f"{path} is not a checkpoint of a landscape training run (no config.json in "
+                                 f"{path.parent.parent} names its model and data): pass them, e.g. `landscape "
+                                 f"analyze {path.name} --model mymodule:make --data mymodule:data` (model=, data= "
+                                 f"in Python), where mymodule.py is in the current directory")
             return load_run_checkpoint(path)
         model = copy.deepcopy(self.model)
         checkpoint = load_checkpoint(path, model)
@@ -336,24 +396,45 @@ class _Subject:
                              step=checkpoint.step if checkpoint.step is not None else -1)  # -1: unknown
 
 
+def _is_factory(obj: Any) -> bool:
+    return callable(obj) and not isinstance(obj, (nn.Module, TorchDataset))
+
+
 def _resolve(spec: str) -> Any:
-    """The object named by ``"package.module:attribute"``."""
+    """The object named by ``"package.module:attribute"``; a module not found on ``sys.path`` is looked up in the
+    current directory (which ``python -m`` puts on the path, and the ``landscape`` console script does not)."""
     module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"expected package.module:factory, got {spec!r}")
+    cwd = os.getcwd()
     try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import {spec!r} (expected package.module:factory): {e}") from e
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name.partition(".")[0] or cwd in sys.path:
+                raise
+            sys.path.insert(0, cwd)
+            module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {spec!r} (expected package.module:factory, the module in the current "
+                         f"directory {cwd} or installed): {e}") from e
+    if not hasattr(module, attribute):
+        raise ValueError(f"module {module_name!r} ({getattr(module, '__file__', '?')}) has no {attribute!r}; it "
+                         f"defines {sorted(n for n in vars(module) if not n.startswith('_'))}")
+    return getattr(module, attribute)
 
 
 def _batches(data: Any) -> list[tuple[Tensor, Tensor]]:
+    if isinstance(data, TorchDataset):
+        return chunked(*tensors_from_dataset(data), EVAL_BATCH)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return chunked(*data, EVAL_BATCH)
     return list(data)
 
 
-def _data_digest(net: RunCheckpoint, samples: int) -> str:
+def _data_digest(net: RunCheckpoint, samples: int, split: str = "train") -> str:
     """Digest of the curvature samples and of the evaluation splits' sizes: a result is reused only on the same data."""
-    x, y = (torch.cat(parts) for parts in zip(*curvature_batches(net.data["train"], samples)))
+    x, y = (torch.cat(parts) for parts in zip(*curvature_batches(_split(net, split), samples)))
     sizes = {split: torch.tensor(sum(len(b[1]) for b in batches)) for split, batches in net.data.items()}
     masks = {f"mask.{k}": v for k, v in (net.masks or {}).items()}
     return tensors_digest({"x": x, "y": y, **{f"size.{k}": v for k, v in sizes.items()}, **masks})[:10]

@@ -15,7 +15,9 @@ from typing import Any
 
 from landscape.analyze import Analysis
 from landscape.linalg.uncertainty import format_estimate
+from landscape.instruments.blocks import BlockSpectra
 from landscape.plots.analysis import measure_series, plot_eigenvalues, plot_measures
+from landscape.plots.blocks import plot_block_spectra
 from landscape.plots.pruning import plot_spectral_densities
 from landscape.plots.surface import plot_interpolation, save_figure
 from landscape.runs import atomic_write_bytes
@@ -26,6 +28,9 @@ CAPTIONS = {
     "measures": "Hessian trace, empirical-Fisher trace and effective dimensionality, ± one standard error; saddle "
                 "index ± its total error (95% sampling error plus the quadrature bound), hollow where that error "
                 "exceeds half the value (unreliable).",
+    "block_spectra": "Per-block Hessian spectral densities of the last checkpoint (SLQ, or exact for small blocks; "
+                     "red: the block's top eigenvalues), the measurement of Zhang et al. (2024).",
+    "block_spectra_first": "The same for the first checkpoint.",
     "interpolation": "Test loss and error (train, for data without a test split) along the straight paths between "
                      "consecutive checkpoints.",
 }
@@ -46,6 +51,14 @@ def draw_figures(analysis: Analysis) -> dict[str, Path]:
                                                   "empirical Fisher trace": measure_series(cps, "fisher_trace"),
                                                   "effective dimensionality": measure_series(cps, "effective_dim")}),
     }
+    with_blocks = [c for c in cps if c.get("blocks")]
+    if with_blocks:
+        figures["block_spectra"] = plot_block_spectra(BlockSpectra.from_dict(with_blocks[-1]["blocks"]["blocks"]),
+                                                      title=f"Per-block Hessian spectra, {with_blocks[-1]['label']}")
+    if len(with_blocks) > 1:
+        figures["block_spectra_first"] = plot_block_spectra(
+            BlockSpectra.from_dict(with_blocks[0]["blocks"]["blocks"]),
+            title=f"Per-block Hessian spectra, {with_blocks[0]['label']}")
     if analysis.pairs:
         figures["interpolation"] = plot_interpolation(analysis.paths())
     return {name: save_figure(fig, analysis.out_dir / "figures" / f"{name}.png") for name, fig in figures.items()}
@@ -56,7 +69,7 @@ def render(analysis: Analysis, relative_to: str | Path | None = None, heading: s
     base = Path(relative_to) if relative_to is not None else analysis.out_dir
     s = analysis.settings
     lines = [f"{heading} Landscape analysis", "",
-             f"Hessian of the mean training loss on the first {s.samples} training samples (restricted to the "
+             f"Hessian of the mean loss on the first {s.samples} samples of the {s.split} split (restricted to the "
              f"weights a run's pruning mask keeps). Eigenvalues: {s.eigenvalues} at each end, relative tolerance "
              f"{s.eig_tol:g}; traces: XTrace with {s.trace_matvecs} products; density: SLQ, {s.density_runs} runs "
              f"of {s.density_steps} steps; saddle index: fraction of eigenvalues below −{s.saddle_tol:g}·|λ|max; "
@@ -83,6 +96,9 @@ def render(analysis: Analysis, relative_to: str | Path | None = None, heading: s
     unreliable = [c for c in analysis.checkpoints if not c["saddle_index_reliable"]]
     if unreliable:
         lines += ["", *(f"- Saddle index at {c['label']} unreliable: {c['saddle_index_reason']}." for c in unreliable)]
+    if analysis.data:
+        lines[2:2] = [f"Data: {analysis.data}", ""]
+    lines += _block_table(analysis)
     if analysis.pairs:
         lines += ["", "| path | test-error barrier above the chord | Frankle barrier | train-loss barrier above "
                       "the chord |", "|---|---|---|---|"]
@@ -98,6 +114,32 @@ def write_report(analysis: Analysis) -> Analysis:
     analysis = dataclasses.replace(analysis, figures=draw_figures(analysis))
     atomic_write_bytes(analysis.report_path, render(analysis).encode())
     return analysis
+
+
+def _block_table(analysis: Analysis) -> list[str]:
+    """Per block, the largest eigenvalue and trace ± standard error at the first and last checkpoint measured."""
+    with_blocks = [c for c in analysis.checkpoints if c.get("blocks")]
+    if not with_blocks:
+        return []
+    shown = with_blocks if len(with_blocks) <= 2 else [with_blocks[0], with_blocks[-1]]
+    partition = shown[-1]["blocks"]["partition"]
+    lines = ["", f"Per-block Hessian spectra ({partition} blocks; the diagonal blocks H_bb, Zhang et al. 2024): "
+             "largest eigenvalue and trace ± standard error (exact for blocks solved densely).", "",
+             "| block | size | " + " | ".join(f"λ_max, {c['label']} | tr, {c['label']}" for c in shown) + " |",
+             "|---|---|" + "---|---|" * len(shown)]
+    by_name = [{b["name"]: b for b in c["blocks"]["blocks"]} for c in shown]
+    for b in shown[-1]["blocks"]["blocks"]:
+        cells = []
+        for blocks in by_name:
+            own = blocks.get(b["name"])
+            if own is None:
+                cells += ["–", "–"]
+                continue
+            converged = "" if own["converged"] else " (not converged)"
+            error = "exact" if own["exact"] else f"± {own['trace_stderr']:.2g}"
+            cells += [f"{own['eigenvalues'][0]:.4g}{converged}", f"{own['trace']:.4g} {error}"]
+        lines.append(f"| {b['name']} | {b['dim']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _percent(value: Any) -> str:

@@ -278,7 +278,10 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
     the ``.state.pt`` of older runs) or a ``.pt``/``.pth`` file holding a state dict (or a dict with the state
     dict under ``state_dict``, ``model_state_dict`` or ``model``), read with ``torch.load(weights_only=True)``.
     The weights go to ``map_location``; the training state stays on the CPU (an optimizer's
-    ``load_state_dict`` moves it to its parameters' device, and RNG states must be CPU tensors).
+    ``load_state_dict`` moves it to its parameters' device, and RNG states must be CPU tensors). The step is
+    the one saved with the checkpoint (safetensors metadata or sidecar, or an int ``"step"`` beside the state
+    dict of a ``.pt`` file, ``{"model": ..., "step": 300}``), else the number in the file name
+    (:func:`step_in_name`, ``step_300.pt``), else ``None``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -298,7 +301,8 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
             raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file: {e}") from e
         step = None if step_text is None else int(step_text)
     else:
-        weights = _state_dict_in(_torch_load(path, map_location), path)
+        loaded = _torch_load(path, map_location)
+        weights, step = _state_dict_in(loaded, path), _saved_step(loaded)
     state: dict[str, Any] = {}
     side, legacy = sidecar_path(path), legacy_sidecar_path(path)
     if path.suffix == ".safetensors" and side.is_file():
@@ -308,9 +312,51 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
         if not isinstance(state, dict):
             raise CheckpointError(f"training-state file {legacy} does not hold a dictionary")
     step = state.pop("step", step)
+    if step is None:
+        step = step_in_name(path)
     if model is not None:
         load_model_state(model, weights, source=str(path))
     return Checkpoint(model=weights, state=state, step=step, path=path)
+
+
+def step_in_name(path: str | Path) -> int | None:
+    """The step a checkpoint's file name gives: the number after the last ``step`` in its stem (``step_300.pt``,
+    ``ckpt-step300.pth``, ``step_000300.safetensors``), or ``None``."""
+    found = re.findall(r"step[_-]?(\d+)", Path(path).stem, flags=re.IGNORECASE)
+    return int(found[-1]) if found else None
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step of the checkpoint at ``path`` as :func:`load_checkpoint` reads it (the safetensors metadata, a
+    ``"step"`` saved beside the state dict of a ``.pt`` file, else the file name), without reading the weights
+    of a safetensors file; ``None`` when unknown."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                step_text = (f.metadata() or {}).get("step")
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file: {e}") from e
+        step = None if step_text is None else int(step_text)
+    elif path.is_file():
+        try:
+            step = _saved_step(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        except Exception:   # not a zip-format file (mmap needs one): read it as load_checkpoint does
+            step = _saved_step(_torch_load(path, "cpu"))
+    else:
+        raise FileNotFoundError(f"no checkpoint file {path}")
+    return step if step is not None else step_in_name(path)
+
+
+def _saved_step(obj: Any) -> int | None:
+    """``obj["step"]`` of a dict that wraps a state dict (``{"model": ..., "step": 300}``), as an int, or ``None``."""
+    if not isinstance(obj, dict) or not any(isinstance(obj.get(k), dict) for k in ("state_dict", "model_state_dict",
+                                                                                    "model")):
+        return None
+    step = obj.get("step")
+    if isinstance(step, Tensor) and step.numel() == 1 and not step.is_floating_point():
+        step = int(step)
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
 
 
 def load_model_state(model: nn.Module, state: Mapping[str, Tensor], *, source: str = "the state dict") -> None:

@@ -5,8 +5,9 @@ that adds its arguments to its parser, and a function that runs it and returns a
 lives either here, as those two functions and one entry of ``_COMMANDS``, or in its own module
 ``landscape/cli/<name>.py`` defining ``HELP``, ``add_arguments(parser)`` and ``run(args)``, with its name
 added to ``_MODULE_COMMANDS``. Shared argument helpers (:func:`add_settings_arguments`,
-:func:`settings_from_args`, :func:`add_hparams_arguments`, :func:`add_device_arguments`, :func:`int_list`) are
-here for those modules.
+:func:`settings_from_args`, :func:`add_hparams_arguments`, :func:`add_device_arguments`, :func:`int_list`,
+:func:`key_values`) are here
+for those modules.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def settings_from_args(args: argparse.Namespace, cls: type) -> Any:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
     for name, value in values.items():
         if typing.get_origin(hints[name]) is dict:
-            values[name] = _key_values(value, "--" + name.replace("_", "-"))
+            values[name] = key_values(value, "--" + name.replace("_", "-"))
     return cls(**values)
 
 
@@ -199,7 +200,8 @@ def _show_list(values: Sequence[int | str]) -> str:
     return ",".join(str(v) for v in values) or "none"
 
 
-def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+def key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (each VALUE parsed as JSON, else kept as a string)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
