@@ -212,8 +212,13 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
         a :class:`TrainResult` with the trained model and its final train and test evaluation.
 
     Raises:
-        RunConfigError: ``run_dir`` holds a run with other hyperparameters, start or masks.
-        landscape.runs.CheckpointError: a checkpoint is corrupt or does not fit the model.
+        RunConfigError: ``run_dir`` holds a run with other hyperparameters, start or masks, or an unreadable
+            config.json.
+        landscape.runs.CheckpointError: a checkpoint is corrupt or does not fit the model, or the training
+            state of the checkpoint to resume from is missing.
+        landscape.locking.DirectoryLockedError: another process is writing ``run_dir``.
+        NotADirectoryError: ``run_dir`` is a file or lies under one.
+        ValueError: ``device`` is no device name or is absent from this machine.
         FloatingPointError: the training loss became NaN or infinite.
     """
     began = time.perf_counter()
