@@ -119,6 +119,9 @@ def _worker(rank: int, port: int, out: str) -> None:
         with torch.no_grad():
             other.body[0].bias[0] += ctx.rank
         seen["parameters"] = _error_of(lambda: Hessian(other, CE, mine, dtype=F64, process_group=ctx.group))
+        # a mean-reduced loss on one rank, a sum-reduced one on the other
+        seen["reductions"] = _error_of(lambda: Hessian(model, CE if ctx.rank == 0 else CE_SUM, mine, dtype=F64,
+                                                       process_group=ctx.group))
         # rank 1's products raise: rank 0 stops at once, rank 1 raises its own error; the group survives
         fresh = Hessian(model, CE, mine, dtype=F64, method="reverse", cache_bytes=0, process_group=ctx.group)
         model.fail = ctx.rank == 1
@@ -214,6 +217,8 @@ def test_ranks_that_disagree_are_refused(ranks):
         assert kind == "DistributedError" and "other vectors" in message and "seed" in message
         kind, message, _ = s["parameters"]
         assert kind == "DistributedError" and "different parameters" in message
+        kind, message, _ = s["reductions"]
+        assert kind == "DistributedError" and "reduce differently" in message
 
 
 def test_a_rank_whose_product_raises_stops_the_others_at_once(ranks):
