@@ -51,8 +51,8 @@ from torch import Tensor
 from landscape.linalg.lanczos import ThickRestartLanczos
 from landscape.linalg.operator import Counted
 
-MIN_STEPS = 8   # steps before the verification pass trusts nu + rho as a bound on mu (Zhou & Li 2011)
-SETTLED = 0.25  # ... and only once rho is at most this fraction of nu's distance to the wanted values
+MIN_STEPS = 6   # steps before the verification pass trusts nu + rho as a bound on mu (Zhou & Li 2011)
+SETTLED = 0.25   # ... and only once rho is at most this fraction of nu's distance to the wanted values
 
 
 def gap_bounds(theta: np.ndarray, sides: np.ndarray, eps: float, mu_top: float, mu_bottom: float) -> np.ndarray:
