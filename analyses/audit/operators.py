@@ -10,12 +10,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.sparse.linalg import aslinearoperator
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
 from audit.common import Case
-from landscape.linalg import MatrixOperator
+from landscape.linalg import MatrixOperator, eigs
 from landscape.operators import GGN, Fisher, Hessian
 
 F64 = torch.float64
@@ -292,6 +293,10 @@ REFUSALS = [
          refused(lambda: Hessian(model(), nn.CrossEntropyLoss, data())), ("CrossEntropyLoss()",)),
     Case("operators: a device=meta operator", refused(lambda: Hessian(model(), CE, data(), device="meta")),
          ("meta",)),
+    Case("operators: eigs on a dense tensor instead of an operator",
+         refused(lambda: eigs(torch.eye(4, dtype=F64), k=1)), ("MatrixOperator",)),
+    Case("operators: eigs on a scipy LinearOperator",
+         refused(lambda: eigs(aslinearoperator(np.eye(4)), k=1)), ("torch dtype and a device",)),
     Case("operators: MatrixOperator @ v with a meta-device vector",
          refused(lambda: MatrixOperator(torch.eye(3, dtype=F64)) @ torch.ones(3, device="meta")), ("meta device",)),
 ]

@@ -76,7 +76,13 @@ class Counted:
     def __init__(self, op: SymmetricOperator):
         shape = tuple(getattr(op, "shape", ()))
         if len(shape) != 2 or not hasattr(op, "matmat"):
-            raise TypeError(f"expected a symmetric operator with shape (n, n) and matmat, got {type(op).__name__}")
+            hint = ": wrap a dense matrix in landscape.linalg.MatrixOperator" if isinstance(op, Tensor) else ""
+            raise TypeError(f"expected a symmetric operator with shape (n, n) and matmat, got {type(op).__name__}"
+                            + hint)
+        if not isinstance(getattr(op, "dtype", None), torch.dtype) or not hasattr(op, "device"):
+            raise TypeError(f"{type(op).__name__} needs a torch dtype and a device (the solvers work on torch "
+                            f"tensors), got dtype {getattr(op, 'dtype', None)!r}: wrap a dense matrix in "
+                            "landscape.linalg.MatrixOperator, or give the operator torch attributes")
         if shape[0] != shape[1]:
             raise ValueError(f"operator shape {shape} is not square; the solvers need a symmetric operator")
         self.op = op

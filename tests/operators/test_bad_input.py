@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.sparse.linalg import aslinearoperator
 from torch import nn
 
-from landscape.linalg import MatrixOperator
+from landscape.linalg import MatrixOperator, eigs
 from landscape.operators import GGN, Fisher, Hessian
 
 CE = nn.CrossEntropyLoss()
@@ -144,3 +145,10 @@ def test_a_loss_class_or_a_non_callable_loss_is_named(mlp, classification):
 def test_a_device_the_process_cannot_use_is_named(mlp, classification, device):
     with pytest.raises(ValueError, match=f"device.*{device}"):
         Hessian(mlp, CE, classification, device=device)
+
+
+def test_solvers_name_what_is_not_an_operator():
+    with pytest.raises(TypeError, match="Tensor: wrap a dense matrix in landscape.linalg.MatrixOperator"):
+        eigs(torch.eye(4, dtype=F64), k=1)
+    with pytest.raises(TypeError, match="needs a torch dtype and a device"):
+        eigs(aslinearoperator(np.eye(4)), k=1)
