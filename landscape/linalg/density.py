@@ -70,6 +70,12 @@ class SpectralDensity:
     Attributes:
         nodes, weights: ``(runs, steps)`` float64 tensors on the CPU.
         dim: ``n``. matvecs: products used.
+        couplings: ``(runs, steps)``: ``c_{r,k} = beta_r s_{r,k}``, with ``beta_r`` the norm of run ``r``'s
+            next Lanczos residual and ``s_{r,k}`` the last component of Ritz vector ``k`` signed so that its
+            first is positive (``|c_{r,k}|`` is that Ritz pair's residual norm ``||A y - theta y||``; 0 after a
+            breakdown). They give the count its sharp quadrature bound (see :meth:`negative_fraction`);
+            ``None`` for a density rebuilt from nodes and weights alone (analysis.json, tracker records),
+            whose counts fall back to the wider Chebyshev-Markov-Stieltjes bound.
 
     Each :class:`Estimate` carries its total ``error``: the sampling error across runs (the probe noise,
     ``stderr``, itself estimated from ``runs`` samples, so rough when a few outliers dominate a sum, e.g.
@@ -81,6 +87,7 @@ class SpectralDensity:
     weights: Tensor
     dim: int
     matvecs: int
+    couplings: Tensor | None = None
 
     def pdf(self, grid: Tensor, sigma: float) -> Tensor:
         """The density smoothed by a Gaussian of standard deviation ``sigma`` (in eigenvalue units):
@@ -100,14 +107,31 @@ class SpectralDensity:
         """Fraction of eigenvalues below ``-tol`` (``tol`` in eigenvalue units, e.g. ``1e-3 * |lambda|_max``):
         the mean over runs of ``S_r = sum_k w_{r,k} [theta_{r,k} < -tol]``.
 
-        ``quadrature_error`` bounds the quadrature's own error: by the Chebyshev-Markov-Stieltjes
-        inequalities (Szego, "Orthogonal Polynomials", section 3.41) run ``r``'s own spectral measure of
-        ``(-inf, -tol)``, ``mu_r = v_r^T 1[A < -tol] v_r``, lies in ``[S_r - w_below, S_r + w_above]``, with
-        ``w_below``, ``w_above`` the weights of the nodes next to ``-tol`` on either side; so
-        ``|mean_r S_r - mean_r mu_r| <= mean_r max(w_below, w_above)``, the bound, and ``mean_r mu_r`` is the
-        unbiased Hutchinson-type estimate whose sampling error ``stderr`` describes. The bound is large when
-        ``-tol`` falls in a dense bulk of eigenvalues (most of the weight on a node next to it), which more
-        ``steps`` or deflation resolve; the estimate is then marked unreliable. Resolution: ``1/n``.
+        ``quadrature_error`` bounds the quadrature's own error, ``mean_r q_r`` with ``q_r`` a bound on
+        ``|S_r - mu_r|``, ``mu_r = v_r^T 1[A < -tol] v_r`` run ``r``'s own spectral measure of ``(-inf, -tol)``;
+        ``mean_r mu_r`` is the unbiased Hutchinson-type estimate whose sampling error ``stderr`` describes.
+        ``q_r`` is the smaller of two bounds:
+
+        * Chebyshev-Markov-Stieltjes (Szego, "Orthogonal Polynomials", section 3.41): ``mu_r`` lies in
+          ``[S_r - w_below, S_r + w_above]``, the weights of the nodes next to ``-tol`` on either side, so
+          ``q_r = max(w_below, w_above)``;
+        * Markov-Krein (Karlin & Studden, "Tchebycheff Systems", chapter III; with ``couplings``): the
+          ``steps + 1``-point Gauss-Radau rule with a node at ``t = -tol`` (the arrowhead
+          ``[[diag(theta), c], [c^T, t + sum_k c_k^2 / (theta_k - t)]]``, Golub & Meurant, "Matrices, Moments
+          and Quadrature", section 6.2) matches the moments of ``mu_r`` up to degree ``2 steps``, and every
+          measure with those moments has mass in ``(-inf, t)`` within ``[L_r, L_r + rho_r]``, ``L_r`` its weight
+          below ``t`` and ``rho_r`` its weight at ``t`` (the Christoffel function, the most mass those moments
+          allow at ``t``); so ``q_r = max(|S_r - L_r|, |L_r + rho_r - S_r|)``, zero when the run resolved
+          ``t`` (a gap around it, or a breakdown).
+
+        The bound is large when ``-tol`` falls in a dense bulk of eigenvalues, which more ``steps`` or
+        deflation resolve; the estimate is then marked unreliable. Resolution: ``1/n``.
+
+        ``stderr`` is the larger of the sample standard error and a bound on the exact one: ``mu_r = z_r^T P z_r
+        / n``, ``P`` the spectral projector of rank ``k = p n``, has Rademacher variance ``2 (||P||_F^2 -
+        sum_i P_ii^2) / n^2 <= 2 p (1 - p) / n`` (``||P||_F^2 = k``, ``sum_i P_ii^2 >= k^2 / n``), evaluated
+        at the ``p`` in ``value ± quadrature_error`` nearest 1/2. A few runs that all miss a small spectral mass
+        give a sample standard deviation near 0; this floor keeps the ``±`` from shrinking with them.
         """
         below = self.nodes < -tol                       # a prefix of each run's ascending nodes
         count = below.sum(dim=1, keepdim=True)
@@ -115,20 +139,47 @@ class SpectralDensity:
         edge = self.nodes.gather(1, (count - 1).clamp(min=0))   # padding repeats the largest node
         w_below = torch.where(count > 0, (self.weights * (self.nodes == edge)).sum(dim=1, keepdim=True), 0.0)
         w_above = torch.where(count < steps, self.weights.gather(1, count.clamp(max=steps - 1)), 0.0)
-        bound = torch.maximum(w_below, w_above)
-        return self._across_runs((self.weights * below).sum(dim=1), quadrature_error=float(bound.mean()),
-                                 resolution=1 / self.dim)
+        bound = torch.maximum(w_below, w_above).reshape(-1).numpy()
+        per_run = (self.weights * below).sum(dim=1)
+        if self.couplings is not None:
+            bound = np.minimum(bound, [_markov_krein(theta, w, c, -tol, s) for theta, w, c, s in zip(
+                self.nodes.numpy(), self.weights.numpy(), self.couplings.numpy(), per_run.numpy())])
+        quadrature = float(bound.mean())
+        value = float(per_run.mean())
+        nearest_half = min(max(0.5, value - quadrature), value + quadrature)
+        floor = math.sqrt(2 * nearest_half * (1 - nearest_half) / self.dim / per_run.numel())
+        return self._across_runs(per_run, quadrature_error=quadrature, resolution=1 / self.dim, stderr_floor=floor)
 
     def spectral_sum(self, f: Callable[[Tensor], Tensor]) -> Estimate:
         """``tr f(A) ~ n (1/runs) sum_r sum_k w_{r,k} f(theta_{r,k})``; ``f`` maps a float64 tensor elementwise
         (e.g. ``torch.abs``, ``lambda x: x**2``)."""
         return self._across_runs(self.dim * (self.weights * f(self.nodes)).sum(dim=1))
 
-    def _across_runs(self, per_run: Tensor, quadrature_error: float | None = None,
-                     resolution: float = 0.0) -> Estimate:
+    def _across_runs(self, per_run: Tensor, quadrature_error: float | None = None, resolution: float = 0.0,
+                     stderr_floor: float = 0.0) -> Estimate:
         runs = per_run.numel()
-        return Estimate.of(float(per_run.mean()), float(per_run.std(correction=1)) / math.sqrt(runs), runs,
-                           quadrature_error, resolution)
+        stderr = max(float(per_run.std(correction=1)) / math.sqrt(runs), stderr_floor)
+        return Estimate.of(float(per_run.mean()), stderr, runs, quadrature_error, resolution)
+
+
+def _markov_krein(theta: np.ndarray, w: np.ndarray, c: np.ndarray, t: float, estimate: float) -> float:
+    """``max(|estimate - L|, |L + rho - estimate|)``: the farthest the measure of ``(-inf, t)`` of one run can lie
+    from ``estimate`` given its moments up to degree ``2 steps`` (see :meth:`SpectralDensity.negative_fraction`);
+    ``inf`` when ``t`` is a node (the Radau rule is not defined there; the other bound applies)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corner = t + np.sum(np.where(c == 0, 0.0, c**2 / (theta - t)))
+    if not np.isfinite(corner):
+        return math.inf
+    m = theta.size
+    arrow = np.zeros((m + 1, m + 1))
+    arrow[np.arange(m), np.arange(m)] = theta
+    arrow[:m, m] = arrow[m, :m] = c
+    arrow[m, m] = corner
+    values, vectors = np.linalg.eigh(arrow)
+    mass = (np.sqrt(w) @ vectors[:m]) ** 2
+    at = int(np.argmin(np.abs(values - t)))
+    low = float(mass[values < t].sum() - (mass[at] if values[at] < t else 0.0))
+    return max(abs(estimate - low), abs(low + float(mass[at]) - estimate))
 
 
 def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 0,
@@ -169,6 +220,7 @@ def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 
     Z = A.rademacher(runs, A.generator(seed))
     nodes = np.zeros((runs, steps))
     weights = np.zeros((runs, steps))
+    couplings = np.zeros((runs, steps))
     for start in range(0, runs, block):
         tri = lanczos_tridiagonal(A, Z[:, start:start + block], steps, basis_dtype, basis_device)
         for i in range(tri.lengths.size):
@@ -176,5 +228,6 @@ def density(op: SymmetricOperator, steps: int = 90, runs: int = 10, seed: int = 
             nodes[start + i] = theta[-1]
             nodes[start + i, : theta.size] = theta
             weights[start + i, : theta.size] = S[0] ** 2
+            couplings[start + i, : theta.size] = tri.beta[i, theta.size - 1] * S[-1] * np.where(S[0] < 0, -1.0, 1.0)
     return SpectralDensity(nodes=torch.from_numpy(nodes), weights=torch.from_numpy(weights), dim=A.n,
-                           matvecs=A.matvecs)
+                           matvecs=A.matvecs, couplings=torch.from_numpy(couplings))

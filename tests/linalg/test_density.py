@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from landscape.linalg import MatrixOperator, SpectralDensity, density
+from landscape.linalg.density import _markov_krein
+from landscape.linalg.operator import Counted
 
 SEEDS = 12
 
@@ -36,7 +38,7 @@ def test_density_of_a_diagonal_matrix_is_exact():
     assert np.allclose(dens.weights[:, :5].numpy(), np.array(counts) / 30, atol=1e-12)
     assert float(dens.weights[:, 5:].abs().max()) == 0.0
     negative = dens.negative_fraction(0.1)
-    assert negative.value == pytest.approx(8 / 30) and negative.stderr == pytest.approx(0, abs=1e-15)
+    assert negative.value == pytest.approx(8 / 30) and negative.quadrature_error == pytest.approx(0, abs=1e-12)
     cubes = dens.spectral_sum(lambda x: x**3)
     assert cubes.value == pytest.approx(3 * -8 + 5 * -0.125 + 7 + 5 * 64)
 
@@ -53,14 +55,45 @@ def test_negative_fraction_matches_exact_fraction_within_reported_errors(densiti
 @pytest.mark.parametrize("steps", [4, 8, 16])
 @pytest.mark.parametrize("tol", [-0.5, 0.0, 0.13, 0.9])
 def test_quadrature_bound_brackets_the_exact_fraction(steps, tol):
-    """Rademacher probes see a diagonal matrix's uniform spectral measure exactly, leaving the Gauss rule's
-    own error, which the Chebyshev-Markov-Stieltjes bound must cover."""
+    """Rademacher probes see a diagonal matrix's uniform spectral measure exactly (every run gives the same
+    mass), leaving the Gauss rule's own error, which the quadrature bound must cover; the sampling part is the
+    Rademacher floor sqrt(2 p (1 - p) / (n runs))."""
     eigenvalues = np.linspace(-1.0, 1.0, 200) ** 3
     dens = density(MatrixOperator(torch.diag(torch.tensor(eigenvalues))), steps=steps, runs=2)
     estimate = dens.negative_fraction(tol)
-    assert estimate.stderr < 1e-12
+    assert float((dens.weights * (dens.nodes < -tol)).sum(dim=1).std()) < 1e-12
     assert abs(estimate.value - np.mean(eigenvalues < -tol)) <= estimate.quadrature_error + 1e-12
-    assert estimate.error == pytest.approx(estimate.quadrature_error + 12.71 * estimate.stderr, abs=1e-9)
+    p = min(max(0.5, estimate.value - estimate.quadrature_error), estimate.value + estimate.quadrature_error)
+    assert estimate.stderr == pytest.approx(math.sqrt(2 * p * (1 - p) / 200 / 2))
+    assert estimate.error == pytest.approx(estimate.quadrature_error + 12.71 * estimate.stderr, rel=1e-3)
+
+
+@pytest.mark.parametrize("steps", [10, 30])
+@pytest.mark.parametrize("spectrum", ["hessian-like", "piled at the threshold"])
+def test_each_runs_quadrature_bounds_hold_its_exact_spectral_measure(spectrum_op, hessian_spectrum, steps,
+                                                                     spectrum):
+    """Per run r, against mu_r = v_r^T 1[A < t] v_r from the dense eigendecomposition and the run's own start
+    vector: |S_r - mu_r| <= the Markov-Krein bound <= the Chebyshev-Markov-Stieltjes one, at thresholds in the
+    bulk, at its edge and in the outliers; the sharp bound is much smaller on average."""
+    eigenvalues = hessian_spectrum if spectrum == "hessian-like" else _piled_at_threshold(300)[0]
+    op = spectrum_op(eigenvalues)
+    dens = density(op, steps=steps, runs=6, seed=3)
+    counted = Counted(op)
+    V = counted.rademacher(6, counted.generator(3)) / math.sqrt(300)
+    lam, Q = torch.linalg.eigh(op.A)
+    sharp, wide = [], []
+    for t in (-0.3, -0.05, -0.01, 0.0, 0.02, 1.0, 10.0):
+        exact = ((Q.T @ V) ** 2 * (lam < t)[:, None]).sum(dim=0).numpy()
+        for r in range(6):
+            nodes, weights = dens.nodes[r].numpy(), dens.weights[r].numpy()
+            estimate = float(weights[nodes < t].sum())
+            alone = SpectralDensity(dens.nodes[[r, r]], dens.weights[[r, r]], 300, 0)   # CMS only: no couplings
+            cms = alone.negative_fraction(-t).quadrature_error
+            mk = _markov_krein(nodes, weights, dens.couplings[r].numpy(), t, estimate)
+            assert abs(estimate - exact[r]) <= min(mk, cms) + 1e-10
+            sharp.append(mk)
+            wide.append(cms)
+    assert np.mean(sharp) < 0.7 * np.mean(wide)
 
 
 def _piled_at_threshold(n: int = 400, seed: int = 0) -> tuple[np.ndarray, float]:
