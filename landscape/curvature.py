@@ -59,7 +59,9 @@ class CurvatureSettings(Settings):
     """How much work each curvature measurement gets (the CLI builds its options from these fields)."""
     samples: int = setting(1000, "training samples (the first of the split) the Hessian and Fisher are measured on")
     eigenvalues: int = setting(5, "number of largest and of smallest Hessian eigenvalues")
-    eig_tol: float = setting(1e-3, "relative residual tolerance of the eigen solver")
+    eig_tol: float = setting(1e-4, "eigenvalue tolerance relative to |lambda|_max: converged certifies each of the "
+                                   "extreme eigenvalues within eig_tol*|lambda|_max (saddle_tol/10, so that the "
+                                   "smallest fall on the right side of the escape threshold)")
     max_matvecs: int = setting(600, "Hessian-vector products allowed per end of the spectrum")
     trace_matvecs: int = setting(99, "Hessian-vector products of each trace estimate")
     density_steps: int = setting(60, "Lanczos steps per run of the spectral density (SLQ)")

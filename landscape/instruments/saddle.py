@@ -42,7 +42,7 @@ When it exceeds half the fraction the result says ``reliable=False`` with the ``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -171,11 +171,7 @@ def saddle_index(op: SymmetricOperator, tol: float = 1e-3, *, method: str = "def
 
 def _end(pairs: Eigenpairs, index: int) -> Eigenpairs:
     """Pair ``index`` of a ``which="both"`` result as a one-pair result."""
-    pick = slice(index, index + 1)
-    return Eigenpairs(eigenvalues=pairs.eigenvalues[pick], eigenvectors=pairs.eigenvectors[:, pick],
-                      residuals=pairs.residuals[pick], error_bounds=pairs.error_bounds[pick], matvecs=0,
-                      converged=pairs.converged, which=pairs.which, tol=pairs.tol, criterion=pairs.criterion,
-                      scale=pairs.scale, space=pairs.space)
+    return replace(pairs.pick(slice(index, index + 1)), matvecs=0)
 
 
 @dataclass(frozen=True)

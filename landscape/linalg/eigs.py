@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,12 @@ class Eigenpairs:
     def absolute_tol(self) -> float:
         """``tol * scale``: the absolute eigenvalue error ``converged`` certifies."""
         return self.tol * self.scale
+
+    def pick(self, positions: slice) -> Eigenpairs:
+        """The pairs at ``positions`` (e.g. ``slice(0, 3)``, the three most extreme), everything else kept:
+        each value's certificate is its own, so a certified result's subset stays certified."""
+        return replace(self, eigenvalues=self.eigenvalues[positions], eigenvectors=self.eigenvectors[:, positions],
+                       residuals=self.residuals[positions], error_bounds=self.error_bounds[positions])
 
     def eigenvector_dicts(self) -> list[dict[str, Tensor]]:
         """The eigenvectors as parameter dictionaries ``{name: tensor shaped like the parameter}``, in order."""

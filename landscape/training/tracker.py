@@ -96,7 +96,9 @@ class TrackerSettings(Settings):
     ``analyses/benchmark_instruments.py`` for their cost on the MNIST-1D CNN run)."""
     top_k: int = setting(5, "largest eigenpairs of top_eigen")
     bottom_k: int = setting(5, "smallest eigenpairs of bottom_eigen")
-    eig_tol: float = setting(1e-3, "residual tolerance of the eigen solves, relative to |lambda|max")
+    eig_tol: float = setting(1e-3, "eigenvalue tolerance relative to |lambda|max: converged certifies each of the "
+                                   "k extreme eigenvalues within eig_tol*|lambda|max (bottom_eigen values near "
+                                   "-5e-4|lambda|max need 1e-5)")
     eig_max_matvecs: int = setting(500, "matvec budget of each eigen solve")
     trace_matvecs: int = setting(12, "Hutchinson probes of the trace, after deflating the top eigenpairs")
     density_steps: int = setting(40, "Lanczos steps per SLQ run (density, flatness, saddle_index)")
@@ -392,10 +394,7 @@ def _blocks(session: _Measurement) -> dict[str, Any]:
 
 def _first(pairs: Eigenpairs, k: int) -> Eigenpairs:
     """The first ``k`` pairs of a result."""
-    return Eigenpairs(eigenvalues=pairs.eigenvalues[:k], eigenvectors=pairs.eigenvectors[:, :k],
-                      residuals=pairs.residuals[:k], error_bounds=pairs.error_bounds[:k], matvecs=pairs.matvecs,
-                      converged=pairs.converged, which=pairs.which, tol=pairs.tol, criterion=pairs.criterion,
-                      scale=pairs.scale, space=pairs.space)
+    return pairs.pick(slice(0, k))
 
 
 _MEASURES: dict[str, Callable[[_Measurement], dict[str, Any]]] = {
