@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from landscape.compare import CURVATURE_MEASURES, CompareSettings, compare
+from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.pruning import plot_accuracy_vs_density
 from landscape.plots.surface import save_figure
 from landscape.pruning import IMPResult, PruningHparams, iterative_magnitude_pruning, round_dir
@@ -182,16 +183,21 @@ def _curvature_summary(rows: list[dict]) -> str:
     if not tickets:
         return ""
     parts = [f"Dense: λ_max {dense['lambda_max']:.3g}, tr(H)/n {dense['trace_per_weight']:.3g}, saddle index "
-             f"{dense['saddle_index']:.3f}, tr(F)/n {dense['fisher_trace_per_weight']:.3g}, instability "
+             f"{_saddle(dense)}, tr(F)/n {dense['fisher_trace_per_weight']:.3g}, instability "
              f"{_pp(dense['instability'])}."]
     for r in tickets:
         parts.append(f"Ticket at {100 * r['density']:.1f}%: λ_max {r['lambda_max']:.3g} "
                      f"({r['lambda_max'] / dense['lambda_max']:.2f}x dense), tr(H)/n {r['trace_per_weight']:.3g} "
                      f"({r['trace_per_weight'] / dense['trace_per_weight']:.2f}x), saddle index "
-                     f"{r['saddle_index']:.3f}, tr(F)/n {r['fisher_trace_per_weight']:.3g} "
+                     f"{_saddle(r)}, tr(F)/n {r['fisher_trace_per_weight']:.3g} "
                      f"({r['fisher_trace_per_weight'] / dense['fisher_trace_per_weight']:.2f}x), barrier to dense "
                      f"{_pp(r['barrier_to_dense'])}, instability {_pp(r['instability'])}.")
     return "\n".join(["", *parts])
+
+
+def _saddle(row: dict) -> str:
+    """The row's saddle index ± its total error, marked when unreliable (the reason is in comparison.md)."""
+    return format_estimate(row["saddle_index"], row["saddle_index_error"], row["saddle_index_reliable"], reason=None)
 
 
 def _pp(value: float | None) -> str:
