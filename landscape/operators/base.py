@@ -195,9 +195,9 @@ class CurvatureOperator(abc.ABC):
         if self._group is not None:
             packed = StatusBuffer(tuple(rows.shape), 2 * rows.shape[0], self._group, self.dtype, self.device)
         out = torch.zeros_like(rows) if packed is None else packed.body
+        finite_input = torch.isfinite(rows).all()   # read with the product's own check: one host sync
         failure = None
         try:
-            nonfinite_input(V, self.space.name_of)
             with self._fn.running():
                 for batch in self._batches():
                     out.add_(self._batch_matmat(batch, rows), alpha=batch.weight)
@@ -208,7 +208,7 @@ class CurvatureOperator(abc.ABC):
         if packed is not None:
             reduce_product(packed, rows, failure, f"a {type(self).__name__} product")
         self.matvecs += rows.shape[0]
-        self._check_finite(out)
+        self._check_finite(out, rows, finite_input)
         return out.T.contiguous()
 
     def __matmul__(self, v: Tensor) -> Tensor:
@@ -346,10 +346,13 @@ class CurvatureOperator(abc.ABC):
             cache.append(PreparedBatch(index, x, y, self._weight(index), entry))
         return cache, counter.total
 
-    def _check_finite(self, out: Tensor) -> None:
-        """One host sync per product: name the parameter of the first non-finite coordinate (the input
-        vectors were finite)."""
-        if bool(torch.isfinite(out).all()):
+    def _check_finite(self, out: Tensor, rows: Tensor, finite_input: Tensor) -> None:
+        """One host sync per product: name the non-finite input vector (``rows``, ``(b, dim)``), or else the
+        parameter of the first non-finite coordinate of the product."""
+        input_ok, output_ok = torch.stack([finite_input, torch.isfinite(out).all()]).tolist()
+        if not input_ok:
+            nonfinite_input(rows.T, self.space.name_of)
+        if output_ok:
             return
         coordinate = int((~torch.isfinite(out).all(dim=0)).nonzero()[0])
         raise FloatingPointError(

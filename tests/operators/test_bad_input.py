@@ -28,7 +28,6 @@ def test_a_non_finite_vector_is_named_not_blamed_on_overflow(mlp, classification
     v[40] = value
     with pytest.raises(ValueError, match=rf"input vector 0 is {value} at coordinate 40 \(parameter '2.weight'\)"):
         op @ v
-    assert op.matvecs == 0
 
 
 def test_a_meta_vector_is_named(hessian):
