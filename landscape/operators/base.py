@@ -116,9 +116,9 @@ class CurvatureOperator(abc.ABC):
     _precompute_builds_graph: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, reduction: Reduction | None = None,
-                 params: Selection = None,
-                 masks: Mapping[str, Tensor] | None = None, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None, check_determinism: bool = True,
+                 params: Selection = None, masks: Mapping[str, Tensor] | None = None,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                 check_determinism: bool = True,
                  allow_batch_statistics: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  process_group: dist.ProcessGroup | None = None, compile: CompileOption = False):
         self._compile = compile_options(compile)
@@ -148,9 +148,9 @@ class CurvatureOperator(abc.ABC):
             local_normaliser = sum(self._normalisers) if self.reduction == "mean" else None
             if process_group is None:
                 self.num_samples, self.loss, self.gradient = self.local_samples, float(first.loss), first.gradient
-                self._normaliser = local_normaliser
+                self._total_normaliser = local_normaliser
             else:
-                self.num_samples, self._normaliser, self.loss, self.gradient = reduce_pass(
+                self.num_samples, self._total_normaliser, self.loss, self.gradient = reduce_pass(
                     first, failure, self.space.dim, self._fn.primals, process_group,
                     f"the {type(self).__name__}'s loss and gradient", local_normaliser)
             self._cache, self.cached_bytes = self._build_cache(cache_bytes)
@@ -252,7 +252,7 @@ class CurvatureOperator(abc.ABC):
         if index >= len(self._normalisers):
             raise ValueError(f"the data yielded batch {index}, but only {len(self._normalisers)} batches when the "
                              "operator was built: the data must be the same at every pass")
-        return 1.0 if self._normaliser is None else self._normalisers[index] / self._normaliser
+        return 1.0 if self._total_normaliser is None else self._normalisers[index] / self._total_normaliser
 
     def _checked_pass(self, model: nn.Module, check_determinism: bool) -> tuple[DataPass | None, Exception | None]:
         """One pass over the data, compared with a second one if asked. With a process group an exception
