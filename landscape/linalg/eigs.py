@@ -74,6 +74,11 @@ class Eigenpairs:
         """``tol * scale``: the absolute eigenvalue error ``converged`` certifies."""
         return self.tol * self.scale
 
+    @property
+    def tolerance(self) -> str:
+        """What ``tol`` means, in words with this result's numbers."""
+        return f"{TOLERANCE_MEANING}; tol={self.tol:g}, |lambda|_max ~ {self.scale:.4g}: {self.absolute_tol:.3g}"
+
     def pick(self, positions: slice) -> Eigenpairs:
         """The pairs at ``positions`` (e.g. ``slice(0, 3)``, the three most extreme), everything else kept:
         each value's certificate is its own, so a certified result's subset stays certified."""

@@ -302,6 +302,7 @@ def test_certify_false_skips_the_pass_and_is_not_converged(hessian_op):
     res = eigs(hessian_op, k=3, tol=1e-6, certify=False)
     assert not res.converged and res.certify_matvecs == 0 and "certify=False" in res.reason
     assert res.absolute_tol == pytest.approx(1e-6 * res.scale)
+    assert "tol * |lambda|_max" in res.tolerance and f"{res.absolute_tol:.3g}" in res.tolerance
 
 
 def test_block_method_uses_blocks_of_the_operator(spectrum_op, hessian_spectrum):
