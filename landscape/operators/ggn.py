@@ -36,8 +36,8 @@ class GGN(AutodiffOperator):
         if not outputs.requires_grad:
             return leaves, outputs, None, ()
         dummy = torch.zeros_like(outputs, requires_grad=True)
-        transposed = torch.autograd.grad(outputs, list(leaves.values()), dummy, create_graph=True,
-                                         allow_unused=True, materialize_grads=True)
+        transposed = torch.autograd.grad((outputs * dummy).sum(), list(leaves.values()), create_graph=True,
+                                         allow_unused=True, materialize_grads=True)   # J^T u, no sympy import
         return leaves, outputs, dummy, transposed
 
     def _reverse(self, batch: PreparedBatch, V: Tensor) -> Tensor:
@@ -47,7 +47,7 @@ class GGN(AutodiffOperator):
             return torch.zeros_like(V)
         directions = self.space.to_dict(V)
         JV, = backward_rows([t for _, t in live], [dummy], [directions[n] for n, _ in live])
-        W = self._output_hessian(outputs.detach(), batch.targets, JV)
+        W = self._output_hessian_rows(outputs.detach(), batch.targets, JV)
         return self.space.to_flat(backward_rows([outputs], list(leaves.values()), [W]))
 
     def _forward(self, batch: PreparedBatch, V: Tensor) -> Tensor:
@@ -64,6 +64,16 @@ class GGN(AutodiffOperator):
         JV = vmap(lambda v: jvp(f, (primals,), (v,))[1])(self.space.to_dict(V))
         W = self._output_hessian(outputs, y, JV)
         return self.space.to_flat(vmap(pullback)(W)[0])
+
+    def _output_hessian_rows(self, outputs: Tensor, targets: Tensor, U: Tensor) -> Tensor:
+        """As :meth:`_output_hessian`, by a backward per row through the graph of the loss's gradient w.r.t. the
+        outputs: no ``torch.func``, whose first use in a process imports ``torch._dynamo`` (3 to 6 s here, five
+        times a small model's whole top-5 solve; issue 17)."""
+        z = outputs.detach().requires_grad_()
+        g, = torch.autograd.grad(self._fn.loss_fn(z, targets), z, create_graph=True)
+        if not g.requires_grad:   # the loss is linear in the outputs
+            return torch.zeros_like(U)
+        return backward_rows([g], [z], [U])[0]
 
     def _output_hessian(self, outputs: Tensor, targets: Tensor, U: Tensor) -> Tensor:
         """``H_L u`` for each of the ``(b, *outputs.shape)`` rows of ``U``, ``H_L`` the Hessian of the
