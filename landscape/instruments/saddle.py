@@ -65,8 +65,8 @@ class SaddleIndex:
             ``[exact, dim]``.
         error: the total error of ``fraction``, the ``±`` to read: ``t stderr + quadrature_error``, the
             half-width of an interval meant to hold the exact fraction with probability at least 95% (``t`` the
-            Student-t quantile for ``samples - 1`` degrees of freedom; see :mod:`landscape.linalg.uncertainty`);
-            0 when ``complete``.
+            Student-t quantile for ``samples - 1`` degrees of freedom; see :mod:`landscape.linalg.uncertainty`),
+            at most the distance to the far end of ``[exact / dim, 1]``; 0 when ``complete``.
         stderr: the sampling part alone, the standard error of ``fraction`` across random probes (0 when
             ``complete``).
         quadrature_error: the resolution error of the estimated part in fraction units: for SLQ methods a
@@ -206,7 +206,7 @@ def _result(estimate: _Count, exact: int, eigenvalues: Tensor, tol: float, thres
             method: str, n: int, matvecs: int, converged: bool) -> SaddleIndex:
     count = min(max(exact + estimate.value, float(exact)), float(n))   # clipped to what is possible
     stderr = estimate.stderr / n
-    error = total_error(stderr, estimate.samples, estimate.quadrature_error)
+    error = total_error(stderr, estimate.samples, estimate.quadrature_error, count / n, (exact / n, 1.0))
     reliable, reason = reliability(count / n, error, estimate.samples, estimate.quadrature_error, resolution=1 / n,
                                    remedy=estimate.remedy)
     return SaddleIndex(fraction=count / n, count=count, error=error, stderr=stderr,

@@ -23,7 +23,7 @@ class Estimate:
         error: the total error, the ``±`` to read: ``t stderr + quadrature_error``, the half-width of an
             interval meant to hold the exact value with probability at least
             :data:`~landscape.linalg.uncertainty.COVERAGE` (95%), ``t`` the Student-t quantile for
-            ``runs - 1`` degrees of freedom.
+            ``runs - 1`` degrees of freedom; for a fraction at most ``max(value, 1 - value)``.
         stderr: the sampling part alone: sample standard deviation over runs divided by ``sqrt(runs)``.
         quadrature_error: a deterministic bound on the Gauss quadrature's own error (counting, see
             :meth:`SpectralDensity.negative_fraction`); ``None`` where none is known (smooth spectral sums,
@@ -42,9 +42,10 @@ class Estimate:
 
     @classmethod
     def of(cls, value: float, stderr: float, runs: int, quadrature_error: float | None = None,
-           resolution: float = 0.0) -> Estimate:
-        """The estimate with its total error and reliability from its parts."""
-        error = total_error(stderr, runs, quadrature_error)
+           resolution: float = 0.0, within: tuple[float, float] | None = None) -> Estimate:
+        """The estimate with its total error and reliability from its parts; ``within``: the range the exact
+        value is known to lie in (see :func:`~landscape.linalg.uncertainty.total_error`)."""
+        error = total_error(stderr, runs, quadrature_error, value, within)
         reliable, reason = reliability(value, error, runs, quadrature_error, resolution,
                                        remedy="more Lanczos steps, deflation (saddle_index) or a threshold "
                                               "outside the bulk of eigenvalues resolve it")
@@ -148,7 +149,8 @@ class SpectralDensity:
         value = float(per_run.mean())
         nearest_half = min(max(0.5, value - quadrature), value + quadrature)
         floor = math.sqrt(2 * nearest_half * (1 - nearest_half) / self.dim / per_run.numel())
-        return self._across_runs(per_run, quadrature_error=quadrature, resolution=1 / self.dim, stderr_floor=floor)
+        return self._across_runs(per_run, quadrature_error=quadrature, resolution=1 / self.dim, stderr_floor=floor,
+                                 within=(0.0, 1.0))
 
     def spectral_sum(self, f: Callable[[Tensor], Tensor]) -> Estimate:
         """``tr f(A) ~ n (1/runs) sum_r sum_k w_{r,k} f(theta_{r,k})``; ``f`` maps a float64 tensor elementwise
@@ -156,10 +158,10 @@ class SpectralDensity:
         return self._across_runs(self.dim * (self.weights * f(self.nodes)).sum(dim=1))
 
     def _across_runs(self, per_run: Tensor, quadrature_error: float | None = None, resolution: float = 0.0,
-                     stderr_floor: float = 0.0) -> Estimate:
+                     stderr_floor: float = 0.0, within: tuple[float, float] | None = None) -> Estimate:
         runs = per_run.numel()
         stderr = max(float(per_run.std(correction=1)) / math.sqrt(runs), stderr_floor)
-        return Estimate.of(float(per_run.mean()), stderr, runs, quadrature_error, resolution)
+        return Estimate.of(float(per_run.mean()), stderr, runs, quadrature_error, resolution, within)
 
 
 def _markov_krein(theta: np.ndarray, w: np.ndarray, c: np.ndarray, t: float, estimate: float) -> float:

@@ -33,11 +33,17 @@ def sampling_quantile(samples: int) -> float:
     return float(student_t.ppf((1 + COVERAGE) / 2, samples - 1)) if samples >= 2 else math.inf
 
 
-def total_error(stderr: float, samples: int, quadrature_error: float | None = None) -> float:
+def total_error(stderr: float, samples: int, quadrature_error: float | None = None,
+                value: float | None = None, within: tuple[float, float] | None = None) -> float:
     """``t stderr + quadrature_error`` (see the module docstring); a zero ``stderr`` contributes 0 even for
-    one sample (an exact result)."""
+    one sample (an exact result). With ``value`` and ``within = (lo, hi)``, the range the exact value is known to
+    lie in (e.g. ``(0, 1)`` for a fraction), at most ``max(value - lo, hi - value)``: no larger ``±`` can be
+    needed."""
     sampling = 0.0 if stderr == 0 else sampling_quantile(samples) * stderr
-    return sampling + (quadrature_error or 0.0)
+    error = sampling + (quadrature_error or 0.0)
+    if within is not None and value is not None:
+        error = min(error, max(value - within[0], within[1] - value))
+    return error
 
 
 def reliability(value: float, error: float, samples: int, quadrature_error: float | None = None,
