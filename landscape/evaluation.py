@@ -1,4 +1,5 @@
-"""Loss and accuracy of a model over a data argument, weighted by batch size."""
+"""Loss and accuracy of a model over a data argument: the full-data loss, reduced as ``loss_fn`` reduces a
+batch (:mod:`landscape.operators.reduction`), as the curvature operators measure it."""
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
 from landscape.devices import widest_float
+from landscape.operators.reduction import batch_normaliser, loss_reduction
 from landscape.state import model_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -17,7 +19,8 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Mean loss over all samples, accuracy (``None`` unless targets are class labels), sample count."""
+    """Loss over all samples (their mean, or their sum for a sum-reduced ``loss_fn``), accuracy (``None``
+    unless targets are class labels), sample count."""
     loss: float
     accuracy: float | None
     samples: int
@@ -35,16 +38,19 @@ def is_classification(outputs: Tensor, targets: Tensor) -> bool:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: LossFn, data: Any, *, training: bool = False) -> Evaluation:
-    """Evaluate ``loss_fn`` (mean-reduced) over all of ``data``; the model runs in eval mode unless
+    """Evaluate ``loss_fn`` (mean- or sum-reduced) over all of ``data``; the model runs in eval mode unless
     ``training=True`` and its modes are restored afterwards.
 
-    The loss is the sample-weighted mean over batches, i.e. the loss of the whole data set, not the
-    mean of per-batch means. Sums accumulate on the model's device (float64 where it has it) and are read
+    The loss is that of the whole data set: for a mean-reduced ``loss_fn`` the batch means weighted by what
+    each divides by (``n_b / N`` for a per-sample mean), not the mean of per-batch means; for a sum-reduced
+    one the sum of the batch sums. Sums accumulate on the model's device (float64 where it has it) and are read
     once at the end: no host synchronisation per batch.
     """
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
+    reduction = loss_reduction(loss_fn)
     total_loss = torch.zeros((), dtype=widest_float(device), device=device)
+    normaliser = torch.zeros((), dtype=total_loss.dtype, device=device)   # D, of a mean-reduced loss
     correct = torch.zeros((), dtype=torch.int64, device=device)
     samples, labelled = 0, True
     with model_mode(model, training):
@@ -52,13 +58,20 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Any, *, training: bool = F
             x, y = to_device(batch, device, dtype)
             out = model(x)
             n = int(x.shape[0])
-            total_loss += loss_fn(out, y).to(total_loss.dtype) * n
+            loss = loss_fn(out, y).to(total_loss.dtype)
+            if reduction == "sum":
+                total_loss += loss
+            else:
+                d = batch_normaliser(loss_fn, y)
+                total_loss += loss * d
+                normaliser += d
             samples += n
             if labelled and is_classification(out, y):
                 correct += (out.argmax(dim=1) == y).sum()
             else:
                 labelled = False
-    loss = float(total_loss) / samples
+    total, divisor = torch.stack([total_loss, normaliser]).tolist()
+    loss = total if reduction == "sum" else total / divisor if divisor else math.nan   # every target ignored
     if not math.isfinite(loss):
         raise FloatingPointError(f"the loss is not finite ({loss}) over the data given")
     return Evaluation(loss=loss, accuracy=int(correct) / samples if labelled else None, samples=samples)

@@ -33,3 +33,21 @@ def test_evaluation_reads_the_device_a_fixed_number_of_times_whatever_the_number
     host_syncs.count = 0
     evaluate(model, nn.CrossEntropyLoss(), chunked(x, y, 5))
     assert host_syncs.count == few, f"{few} host reads for 3 batches, {host_syncs.count} for 21"
+
+
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(reduction="sum"), nn.CrossEntropyLoss(),
+                                     nn.CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64))],
+                         ids=["sum", "mean", "class-weighted mean"])
+def test_the_loss_over_uneven_batches_is_that_of_all_samples_as_the_loss_reduces(loss_fn):
+    model, x, y = _problem()
+    y = y.clone()
+    y[[0, 1, 2, 50]] = -100   # ignored targets: a mean divides by the kept ones
+    with torch.no_grad():
+        truth = float(loss_fn(model(x), y))
+    assert evaluate(model, loss_fn, chunked(x, y, 10)).loss == pytest.approx(truth, rel=1e-13)
+
+
+def test_a_loss_without_reduction_is_refused_by_name():
+    model, x, y = _problem()
+    with pytest.raises(ValueError, match="reduction='none'"):
+        evaluate(model, nn.CrossEntropyLoss(reduction="none"), (x, y))

@@ -73,12 +73,18 @@ def loss_reduction(loss_fn: Callable[[Tensor, Tensor], Tensor], reduction: str |
 
 def mean_normaliser(loss_fn: Callable[[Tensor, Tensor], Tensor], targets: Tensor) -> float:
     """``d_b``: what a mean-reduced ``loss_fn`` divides batch ``targets``' summed losses by."""
+    return float(batch_normaliser(loss_fn, targets))
+
+
+def batch_normaliser(loss_fn: Callable[[Tensor, Tensor], Tensor], targets: Tensor) -> Tensor | float:
+    """:func:`mean_normaliser` without a host synchronisation: a 0-d tensor on the targets' device for the
+    class-index targets of cross-entropy or negative log-likelihood, a float otherwise."""
     weight, ignore = class_weights(loss_fn), ignore_index(loss_fn)
     if ignore is not None and not targets.is_floating_point():   # class indices
         kept = targets != ignore
         if weight is None:
-            return float(kept.sum())
-        return float(weight.to(targets.device)[targets[kept]].sum())
+            return kept.sum()
+        return (weight.to(targets.device)[targets.where(kept, 0)] * kept).sum()
     if ignore is not None:   # class probabilities: the mean is over samples and extra dimensions
         return float(targets.numel() // targets.shape[1]) if targets.ndim > 1 else 1.0
     if isinstance(loss_fn, ELEMENTWISE_MODULES) or loss_fn in ELEMENTWISE_FUNCTIONS:
