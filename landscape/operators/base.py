@@ -260,20 +260,26 @@ class CurvatureOperator(abc.ABC):
         try:
             first = self._data_pass(check_reduction=True)
             if check_determinism:
-                compare_passes(first, self._data_pass(), model, 1e3 * torch.finfo(self.dtype).eps)
+                compare_passes(first, self._data_pass(evaluated=1), model, 1e3 * torch.finfo(self.dtype).eps)
         except Exception as error:
             if self._group is None:
                 raise
             return None, error
         return first, None
 
-    def _data_pass(self, check_reduction: bool = False) -> DataPass:
+    def _data_pass(self, check_reduction: bool = False, evaluated: int | None = None) -> DataPass:
         """Loss and gradient of every batch, weighted as the reduction says; fails on a loss that cannot be
         evaluated, is not a scalar or not finite, and (``check_reduction``) on an uninspectable ``loss_fn``
-        that visibly reduces the other way (:func:`~landscape.operators.reduction.check_declared`)."""
-        losses, sizes, normalisers, prints, gradient = [], [], [], [], None
+        that visibly reduces the other way (:func:`~landscape.operators.reduction.check_declared`).
+        ``evaluated``: only the first ``evaluated`` batches get a loss and gradient, the others only their size
+        and fingerprint (the determinism check's replay: one batch's forward and backward, not the data's)."""
+        losses, sizes, normalisers, prints, gradient, first_gradient = [], [], [], [], None, None
         for index, batch in enumerate(self._data):
             x, y = to_device(batch, self.device, self.dtype)
+            if evaluated is not None and index >= evaluated:
+                sizes.append(int(x.shape[0]))
+                prints.append(fingerprint(x, y))
+                continue
             normaliser = mean_normaliser(self._fn.loss_fn, y) if self.reduction == "mean" else 1.0
             if normaliser <= 0:
                 raise ReductionError(f"batch {index}'s mean loss divides by {normaliser:g} (every target ignored, "
@@ -285,6 +291,7 @@ class CurvatureOperator(abc.ABC):
                 check_declared(lambda a, b: self._fn.loss(self._fn.primals, a, b), self._fn.loss_fn, x, y,
                                float(loss.detach()), self.reduction)
             g = self._batch_gradient(loss, leaves)
+            first_gradient = g if first_gradient is None else first_gradient
             gradient = g * normaliser if gradient is None else gradient.add_(g, alpha=normaliser)
             losses.append(loss.detach())
             sizes.append(int(x.shape[0]))
@@ -298,7 +305,8 @@ class CurvatureOperator(abc.ABC):
         if bad is not None:
             raise FloatingPointError(f"the gradient is not finite in parameter {bad!r}")
         return DataPass(loss=(weights * batch_losses).sum(), gradient=gradient, sizes=tuple(sizes),
-                        batch_losses=batch_losses, fingerprints=torch.stack(prints), normalisers=tuple(normalisers))
+                        batch_losses=batch_losses, fingerprints=torch.stack(prints), normalisers=tuple(normalisers),
+                        first_gradient=first_gradient)
 
     def _batch_loss(self, leaves: dict[str, Tensor], x: Tensor, y: Tensor, index: int) -> Tensor:
         """``loss_fn`` on batch ``index``, checked: it evaluates, is a scalar, and is finite."""

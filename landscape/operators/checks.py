@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from landscape.devices import widest_float
+
 
 class DeterminismError(RuntimeError):
     """Two passes over the data gave different losses or gradients."""
@@ -26,7 +28,10 @@ class DataPass:
 
     ``sizes[i]`` is the number of samples in batch ``i``; ``batch_losses[i]`` its loss;
     ``fingerprints[i]`` a few sums of its inputs and targets (to tell a reordering loader from a
-    stochastic model); ``normalisers[i]`` what its mean divides by (``d_b``; 1 for a sum-reduced loss).
+    stochastic model); ``normalisers[i]`` what its mean divides by (``d_b``; 1 for a sum-reduced loss);
+    ``first_gradient`` the gradient of batch 0's loss alone. A replay for the determinism check evaluates
+    only its first batches: ``batch_losses``, ``normalisers``, ``loss`` and ``gradient`` then cover those,
+    ``sizes`` and ``fingerprints`` every batch.
     """
     loss: Tensor          # () full-data loss, sum_b (d_b / D) loss_b (mean) or sum_b loss_b (sum)
     gradient: Tensor      # (dim,) its gradient over the selected coordinates
@@ -34,11 +39,14 @@ class DataPass:
     batch_losses: Tensor  # (batches,)
     fingerprints: Tensor  # (batches, 3)
     normalisers: tuple[float, ...] = ()
+    first_gradient: Tensor | None = None   # (dim,) the gradient of batch 0's loss
 
 
 def fingerprint(x: Tensor, y: Tensor) -> Tensor:
-    """``(sum x, sum x^2, sum y)`` in float64: equal for equal batches, different for reordered ones."""
-    xd, yd = x.detach().double(), y.detach().double()
+    """``(sum x, sum x^2, sum y)`` in float64 (float32 on devices without it): equal for equal batches,
+    different for reordered ones."""
+    wide = widest_float(x.device)
+    xd, yd = x.detach().to(wide), y.detach().to(wide)
     return torch.stack([xd.sum(), (xd * xd).sum(), yd.sum()])
 
 
@@ -66,16 +74,20 @@ def refuse_batch_statistics(model: nn.Module) -> None:
 
 
 def compare_passes(first: DataPass, second: DataPass, model: nn.Module, rtol: float) -> None:
-    """Raise :class:`DeterminismError` with the cause and the fix if two passes differ beyond ``rtol``."""
+    """Raise :class:`DeterminismError` with the cause and the fix if two passes differ beyond ``rtol``: their
+    batch sizes and fingerprints over all batches, the losses of the batches ``second`` evaluated (a replay may
+    evaluate only the first) and the gradients of batch 0. Dropout changes every batch's loss and gradient,
+    so one batch finds it; a reordering loader changes the fingerprints."""
     if first.sizes != second.sizes or not torch.equal(first.fingerprints, second.fingerprints):
         raise DeterminismError(
             "the data changed between two passes (different batches, order or sizes): a shuffling "
             "DataLoader or a random sampler? Curvature operators pass over the data many times and need "
             "the same batches each time: use shuffle=False (or a fixed list of batches).")
-    loss_gap = (first.batch_losses - second.batch_losses).abs().max()
-    grad_gap = torch.linalg.vector_norm(first.gradient - second.gradient)
-    scale_loss = first.batch_losses.abs().max().clamp_min(torch.finfo(first.loss.dtype).tiny)
-    scale_grad = torch.linalg.vector_norm(first.gradient).clamp_min(torch.finfo(first.loss.dtype).tiny)
+    evaluated = first.batch_losses[:len(second.batch_losses)]
+    loss_gap = (evaluated - second.batch_losses).abs().max()
+    grad_gap = torch.linalg.vector_norm(first.first_gradient - second.first_gradient)
+    scale_loss = evaluated.abs().max().clamp_min(torch.finfo(first.loss.dtype).tiny)
+    scale_grad = torch.linalg.vector_norm(first.first_gradient).clamp_min(torch.finfo(first.loss.dtype).tiny)
     if loss_gap <= rtol * scale_loss and grad_gap <= rtol * scale_grad:
         return
     culprits = stochastic_modules(model)
