@@ -160,3 +160,11 @@ def test_registry_architectures_analyse_with_per_block_spectra(tmp_path, model, 
     assert "lm.transformer.h.1 attention" in names
     assert sum(b["dim"] for b in checkpoint["blocks"]["blocks"]) == checkpoint["weights"]
     assert "block_spectra" in result.figures and "Per-block Hessian spectra" in result.report_path.read_text()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_torchvision_data_without_torchvision_is_a_named_cli_error(tmp_path, capsys):
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "step_0.pt")
+    assert main(["analyze", str(tmp_path / "step_0.pt"), "--model", "resnet18", "--data", "torchvision:CIFAR10",
+                 "--data-kwargs", f"root={tmp_path}", "--out", str(tmp_path / "out")]) == 2
+    assert "needs torchvision, which cannot be imported" in capsys.readouterr().err

@@ -176,9 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (KeyError, TypeError, ValueError, OSError, FloatingPointError) as e:
+    except (KeyError, TypeError, ValueError, OSError, FloatingPointError, ImportError) as e:
         # named refusals: bad values and files (ValueError and its CheckpointError, RunConfigError,
-        # FileFormatError), files that cannot be written or a directory another process holds (OSError)
+        # FileFormatError), files that cannot be written or a directory another process holds (OSError),
+        # an optional package a model or data set needs that cannot be imported (torchvision, transformers)
         message = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
         print(f"landscape {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -46,8 +46,10 @@ def plot_block_spectra(spectra: BlockSpectra, *, sigma: float | None = None, poi
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(blocks):]:
         ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("Hessian eigenvalue", fontsize=7)
+    for column in range(columns):   # the lowest panel of each column carries the eigenvalue axis
+        lowest = axes[(len(blocks) - 1 - column) // columns, column]
+        lowest.xaxis.set_tick_params(labelbottom=True)
+        lowest.set_xlabel("Hessian eigenvalue", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel("density", fontsize=7)
     fig.suptitle(title or f"Per-block Hessian spectra (SLQ, Gaussian σ = {sigma:.2g}; red: top eigenvalues)",
