@@ -156,7 +156,7 @@ def measure_seed(setting: Setting, seed: int, out: Path) -> list[dict[str, Any]]
     points = []
 
     def point(kind: str, step: int, make_model) -> None:
-        result = cached_json(out / "points" / f"seed{seed}_{kind}_{step}.json",
+        result = cached_json(out / "points" / f"seed{seed}_{kind}_{step}_v2.json",   # v2: saddle index total error
                         lambda: measure(make_model(), loss_fn, data, seed))
         points.append({"seed": seed, "kind": kind, "step": step, **result})
 

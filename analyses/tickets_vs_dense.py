@@ -151,7 +151,8 @@ def report(setting: Setting, densities: np.ndarray, curves: dict[str, np.ndarray
               "Hessian of the training loss restricted to the surviving weights; barriers and instability in "
               "percentage points of test error; tr(F)/n is the empirical Fisher trace per surviving weight. The saddle "
               f"index is the fraction of eigenvalues below -{setting.compare.saddle_tol:g} |λ|max "
-              "(deflated SLQ, ± its standard error over probes; its quadrature bound is in the JSON).", "",
+              "(deflated SLQ, ± its total error: 95% sampling error plus the quadrature bound; see the README, "
+              "“What converged, tol and ± mean”).", "",
               "![spectra](tickets_vs_dense_spectra.png)", "", "![curvature](tickets_vs_dense_curvature.png)", "",
               comparison_md, _curvature_summary(rows), "", CLAIMS]
     return "\n".join(lines)
