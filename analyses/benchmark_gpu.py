@@ -22,13 +22,15 @@ One table, a row per measurement:
   vectors) and ``forward, compiled`` (the same under ``torch.compile``; its compilation time in the note).
   ``fastest`` names the cheapest per vector at each size, what ``method="auto"`` learns from its first products;
 * ``top-5``: the five largest eigenvalues to a relative residual ``max_i ||H v_i - theta_i v_i|| / ||H||`` of
-  1e-3 (``||H||`` estimated by landscape's Lanczos run, the scale its ``tol`` multiplies, for every library): landscape ``eigs(Hessian(model, loss, batch), k=5, tol=1e-3)`` with every operator default;
-  PyHessian 0.1 ``hessian(...).eigenvalues(top_n=5, tol=1e-3, maxIter=...)`` (power iteration with deflation;
-  its ``tol`` is on the eigenvalue's change, so its residual is measured here); hessian-eigenthings'
-  ``lanczos`` with full reorthogonalisation, 100 steps (``max_iter``; ``absent`` when not installed). Peers run
-  with attention on the math kernel, as landscape's operators do (the fused kernels have no double backward). Wall seconds include building each library's operator; matvecs
-  are counted; the residual is recomputed for every library with a float32 ``Hessian`` (products not counted);
-  peak memory is ``torch.cuda.max_memory_allocated`` over the call (``n/a`` on the CPU);
+  1e-3 (``||H||`` estimated by landscape's Lanczos run, the scale its ``tol`` multiplies, for every library):
+  landscape ``eigs(Hessian(model, loss, batch), k=5, tol=1e-3)`` with every operator default; PyHessian 0.1
+  ``hessian(...).eigenvalues(top_n=5, tol=1e-3, maxIter=...)`` (power iteration with deflation; its ``tol`` is on
+  the eigenvalue's change, so its residual is measured here); hessian-eigenthings' ``lanczos`` with full
+  reorthogonalisation, 100 steps (``max_iter``; ``absent`` when not installed). Peers run with attention on the
+  math kernel, as landscape's operators do (the fused kernels have no double backward). Wall seconds include
+  building each library's operator; matvecs are counted; the residual is recomputed for every library with a
+  float32 ``Hessian`` (products not counted); peak memory is ``torch.cuda.max_memory_allocated`` over the call
+  (``n/a`` on the CPU);
 * ``trace``: ``trace(H, 99)`` (XTrace, 98 products), its value and standard error;
 * ``first call`` (issue 17, item 0): ``analyses/first_call.py`` on this device, a user's first default
   ``eigs(Hessian(mlp, loss, data), k=5)`` in a fresh process against the tuned solve.
@@ -407,18 +409,17 @@ def measure(problem: Problem, dtype: torch.dtype, cfg: Config) -> list[Row]:
     return rows
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
+def fmt(value: float | None, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
 
 
 def print_table(rows: list[Row], on_cuda: bool) -> None:
     print(f"{'model':<44s} {'dtype':<8s} {'task':<18s} {'library':<19s} {'matvecs':>7s} {'wall s':>8s} "
           f"{'peak GiB':>8s} {'residual':>8s}  value; note")
     for r in rows:
-        peak = fmt(r.peak, ".2f") if on_cuda and r.seconds is not None else "n/a"
-        print(f"{r.problem:<44s} {r.dtype:<8s} {r.task:<18s} {r.library:<19s} "
-              f"{'-' if r.matvecs is None else r.matvecs:>7} {fmt(r.seconds, '.3f') if r.seconds is not None else '-':>8s} "
-              f"{peak:>8s} {fmt(r.residual, '.1e') if r.residual is not None else '-':>8s}  "
+        peak = fmt(r.peak, ".2f", "n/a") if on_cuda and r.seconds is not None else "n/a"
+        print(f"{r.problem:<44s} {r.dtype:<8s} {r.task:<18s} {r.library:<19s} {fmt(r.matvecs, 'd'):>7s} "
+              f"{fmt(r.seconds, '.3f'):>8s} {peak:>8s} {fmt(r.residual, '.1e'):>8s}  "
               f"{r.value}{'; ' if r.value and r.note else ''}{r.note}")
 
 
