@@ -369,9 +369,11 @@ class _Subject:
 
     def describe(self, settings: AnalyzeSettings) -> str:
         """What the data are, where their train/test split comes from, and what the curvature is measured on."""
-        on = f"curvature on the first {settings.samples} samples of the {settings.split} split"
         if self.data is None:
-            return f"each run's data set and split (its config.json); {on}"
+            return (f"each run's data set and split (its config.json); curvature on the first {settings.samples} "
+                    f"samples of the {settings.split} split")
+        available = sum(len(b[1]) for b in self.data.get(settings.split, ()))
+        on = f"curvature on the first {min(settings.samples, available)} samples of the {settings.split} split"
         if self.dataset is not None:
             origin = ("the registry's split, not necessarily the one a model was trained with: pass your own "
                       "{'train': ..., 'test': ...} data (--data module:factory) to use yours"

@@ -102,8 +102,11 @@ def render(analysis: Analysis, relative_to: str | Path | None = None, heading: s
     if analysis.pairs:
         lines += ["", "| path | test-error barrier above the chord | Frankle barrier | train-loss barrier above "
                       "the chord |", "|---|---|---|---|"]
-        lines += [f"| {p['a']} → {p['b']} | {100 * p['barrier']:.2f} pp | {100 * p['frankle_barrier']:.2f} pp "
+        lines += [f"| {p['a']} → {p['b']} | {_barrier(p, 'barrier')} | {_barrier(p, 'frankle_barrier')} "
                   f"| {p['loss_barrier']:.4g} |" for p in analysis.pairs]
+        if any(_loss_only(p) for p in analysis.pairs):
+            lines += ["", "Without class labels (regression, language models) the first two barriers are of the "
+                          "test loss, in nats, not of the error."]
     for name, link in zip(analysis.figures, figure_links(analysis.figures, base)):
         lines += ["", link, "", CAPTIONS[name]]
     return "\n".join(lines) + "\n"
@@ -140,6 +143,16 @@ def _block_table(analysis: Analysis) -> list[str]:
             cells += [f"{own['eigenvalues'][0]:.4g}{converged}", f"{own['trace']:.4g} {error}"]
         lines.append(f"| {b['name']} | {b['dim']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _loss_only(pair: Mapping[str, Any]) -> bool:
+    """The pair's barriers are of the loss: its data have no error curve (no class labels)."""
+    return pair["test_error"] is None and pair["train_error"] is None
+
+
+def _barrier(pair: Mapping[str, Any], key: str) -> str:
+    """An error barrier in percentage points, or a loss barrier in nats (:func:`_loss_only`)."""
+    return f"{pair[key]:.4g} nats" if _loss_only(pair) else f"{100 * pair[key]:.2f} pp"
 
 
 def _percent(value: Any) -> str:

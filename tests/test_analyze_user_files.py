@@ -168,3 +168,12 @@ def test_torchvision_data_without_torchvision_is_a_named_cli_error(tmp_path, cap
     assert main(["analyze", str(tmp_path / "step_0.pt"), "--model", "resnet18", "--data", "torchvision:CIFAR10",
                  "--data-kwargs", f"root={tmp_path}", "--out", str(tmp_path / "out")]) == 2
     assert "needs torchvision, which cannot be imported" in capsys.readouterr().err
+
+
+def test_barriers_without_class_labels_are_reported_in_nats_not_percentage_points():
+    from landscape.report import _barrier
+
+    loss_only = {"test_error": None, "train_error": None, "barrier": 0.5, "frankle_barrier": 0.25}
+    classified = {"test_error": [0.1, 0.2], "train_error": None, "barrier": 0.05}
+    assert _barrier(loss_only, "barrier") == "0.5 nats" and _barrier(loss_only, "frankle_barrier") == "0.25 nats"
+    assert _barrier(classified, "barrier") == "5.00 pp"
