@@ -177,3 +177,18 @@ def test_barriers_without_class_labels_are_reported_in_nats_not_percentage_point
     classified = {"test_error": [0.1, 0.2], "train_error": None, "barrier": 0.05}
     assert _barrier(loss_only, "barrier") == "0.5 nats" and _barrier(loss_only, "frankle_barrier") == "0.25 nats"
     assert _barrier(classified, "barrier") == "5.00 pp"
+
+
+def test_a_torch_dataset_is_data_for_analyze(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    torch.save(model.state_dict(), tmp_path / "step_1.pt")
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    settings = AnalyzeSettings(samples=20, eigenvalues=1, max_matvecs=30, trace_matvecs=4, density_steps=4,
+                               density_runs=2, points=3)
+    result = analyze(tmp_path / "step_1.pt", model=model, out_dir=tmp_path / "out", settings=settings, progress=False,
+                     data={"train": torch.utils.data.TensorDataset(x, y), "test": (x[:5], y[:5])})
+    checkpoint, = result.checkpoints
+    expected = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert checkpoint["train_loss"] == pytest.approx(expected, rel=1e-6) and checkpoint["step"] == 1
+    assert "user data from dict: 20 train, 5 test samples" in result.data
