@@ -79,7 +79,15 @@ class AutodiffOperator(CurvatureOperator):
         if not self.method_choice.deciding(vectors):
             return super().matmat(V)
         method = self._running
-        out, seconds = timed(lambda: super(AutodiffOperator, self).matmat(V), self.device)
+        try:
+            out, seconds = timed(lambda: super(AutodiffOperator, self).matmat(V), self.device)
+        except FloatingPointError as error:   # a non-finite product: forward mode overflowing (bfloat16)?
+            if method != "forward" or len(self.method_choice.candidates) < 2:
+                raise
+            self._running = "reverse"
+            out = super().matmat(V)   # raises in turn if the curvature itself (or V) is not finite
+            self.method_choice.exclude("forward", error)
+            return out
         if method in self.method_choice.candidates:   # not excluded by a failure during the product
             best = self.method_choice.record(method, vectors, seconds)
             if best is not None:

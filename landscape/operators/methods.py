@@ -13,7 +13,8 @@ candidate with the smallest best time. Every trial is a product the caller asked
 extra products, only the slower candidate's extra time on its ``trials`` products. The first run of a
 candidate also pays its one-time costs (allocations, tracing), which is why the best of ``trials >= 2`` is
 compared. A candidate that raises ``RuntimeError`` (an operation without a forward-mode derivative, say) is
-excluded for good.
+excluded for good, and so is forward mode when its product is not finite while the reverse-mode one is (a
+vmapped ``jvp`` overflowing in bfloat16: on a small ResNet, measured in ``analyses/benchmark_gpu.py``).
 
 Some candidates have a one-time setup per process: forward mode runs through ``torch.func``, whose first use
 imports ``torch._dynamo``, measured here at 3 to 6 seconds, more than a whole top-5 eigen solve of a small

@@ -160,3 +160,52 @@ def test_auto_method_leaves_out_forward_mode_where_it_fails_and_stays_exact(monk
     assert H.method_choice.candidates == ["reverse"] and "forward" in H.method_choice.failures
     assert H.method_for(1) == "reverse"
     assert_products_match(H, dense)
+
+
+class _SquareWithBrokenTangent(torch.autograd.Function):
+    """``x**2`` whose reverse mode is right and whose forward mode returns NaN, like a forward-mode product
+    that overflows (vmapped ``jvp`` in bfloat16 on a small ResNet, measured in analyses/benchmark_gpu.py)."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return 2 * x * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        return t * float("nan")
+
+
+def test_auto_method_leaves_out_forward_mode_when_its_products_are_not_finite(monkeypatch):
+    class Net(nn.Module):
+        def __init__(self, square):
+            super().__init__()
+            self.a, self.b, self.square = nn.Linear(3, 4), nn.Linear(4, 2), square
+
+        def forward(self, x):
+            return self.b(self.square(self.a(x)))
+
+    torch.manual_seed(0)
+    model = Net(_SquareWithBrokenTangent.apply).double()
+    twin = Net(torch.square).double()   # the same function with torch's own derivatives, for the reference
+    twin.load_state_dict(model.state_dict())
+    x, y = torch.randn(10, 3, dtype=F64), torch.randint(0, 2, (10,))
+    monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: True)
+    monkeypatch.setattr(methods, "WORTH_A_TRIAL", 0.0)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        Hessian(model, CE, (x, y), method="forward") @ torch.randn(26, dtype=F64)
+    H = Hessian(model, CE, (x, y))
+    dense = dense_hessian(twin, CE, x, y)
+    for _ in range(4):
+        v = torch.randn(dense.shape[0], dtype=F64)
+        assert relative_error(H @ v, dense @ v) < 1e-10
+    assert H.method_choice.candidates == ["reverse"] and "forward" in H.method_choice.failures
