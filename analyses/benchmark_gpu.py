@@ -9,7 +9,7 @@ Models (random initialisation, eval mode, cross-entropy):
 * ResNet-18 in its CIFAR form (``build_model("resnet18", (3, 32, 32), 10)``, 11.2M parameters, BatchNorm on
   its running statistics), one batch of 256 Gaussian images;
 * a GPT-2-small-shaped transformer (``build_model("gpt2", (256,), 50257)``: 12 layers, 768 wide, 12 heads,
-  124M parameters; ``transformers`` builds it from a config, nothing downloaded), one batch of 8 random
+  124M parameters; ``transformers`` builds it from a config, nothing downloaded), one batch of 4 random
   sequences of 256 tokens, next-token loss (``landscape.language.NextTokenLoss``).
 
 each in float32 and in bfloat16 (parameters and products in bfloat16; the solvers' vectors in float32).
@@ -19,7 +19,8 @@ One table, a row per measurement:
 * ``HVP <method>``: the Hessian-vector product of ``Hessian(method=...)`` for a single vector and per vector
   in a ``matmat`` of 8, as a multiple of the gradient: ``reverse`` (double backward on the retained graph of
   the gradient, built once per operator), ``forward`` (``torch.func.jvp`` of ``grad``, vmapped over the
-  vectors) and ``forward, compiled`` (the same under ``torch.compile``; its compilation time in the note).
+  vectors) and ``forward, compiled`` (the same under ``torch.compile``, float32 only, so that compilation, minutes
+  on a large model, happens once per model; its time in the note).
   ``fastest`` names the cheapest per vector at each size, what ``method="auto"`` learns from its first products;
 * ``top-5``: the five largest eigenvalues to a relative residual ``max_i ||H v_i - theta_i v_i|| / ||H||`` of
   1e-3 (``||H||`` estimated by landscape's Lanczos run, the scale its ``tol`` multiplies, for every library):
@@ -97,7 +98,7 @@ class Config:
 
 
 FULL = Config(device="cuda", resnet_width=64, image_batch=256, image_size=32, gpt_layers=12, gpt_width=768,
-              gpt_heads=12, sequence=256, sequences=8, vocab=50257, repeats=5, peer_iterations=100, lanczos_steps=100,
+              gpt_heads=12, sequence=256, sequences=4, vocab=50257, repeats=5, peer_iterations=100, lanczos_steps=100,
               trace_matvecs=TRACE_MATVECS, compile_options={}, first_call_samples=1000)
 QUICK = Config(device="cpu", resnet_width=2, image_batch=4, image_size=4, gpt_layers=1, gpt_width=16,
                gpt_heads=2, sequence=8, sequences=2, vocab=32, repeats=1, peer_iterations=4, lanczos_steps=20,
@@ -247,6 +248,10 @@ def product_rows(problem: Problem, dtype_name: str, model: nn.Module, x: Tensor,
         if "compile" in options and cfg.compile_options is None:
             rows.append(Row(problem.name, dtype_name, f"HVP {label}", note="not measured in --quick (compiling "
                             "takes a minute on the CPU)"))
+            continue
+        if "compile" in options and dtype_name != "float32":
+            rows.append(Row(problem.name, dtype_name, f"HVP {label}", note="not measured (float32 only: one "
+                            "compilation per model)"))
             continue
         kwargs = {**options, "compile": cfg.compile_options} if "compile" in options else options
         try:
