@@ -132,9 +132,12 @@ def _list(args: argparse.Namespace) -> int:
     print("models (landscape.models.build_model):")
     for name in model_names():
         print(f"  {name:16s} {model_description(name)}")
+    print(f"  {'torchvision:NAME':16s} torchvision.models.NAME(weights=None, num_classes=...), when torchvision imports")
     print("data sets (landscape.data.load_dataset):")
     for name in dataset_names():
         print(f"  {name:16s} {dataset_description(name)}")
+    print(f"  {'torchvision:NAME':16s} torchvision.datasets.NAME from a local root (--data-kwargs root=PATH, nothing "
+          f"downloaded), when torchvision imports")
     return 0
 
 
