@@ -214,3 +214,16 @@ def test_gpu_quick_prints_one_table_with_every_measurement(run_script, capsys, i
             estimate = re.match(r"(\S+) \+- (\S+); xtrace", by_key[model, dtype, "trace", "landscape"][8])
             assert estimate and math.isfinite(float(estimate[1])) and float(estimate[2]) > 0
     assert not any(in_tmp.iterdir())
+
+
+def test_certification_quick_prints_every_variant_and_no_silent_row(run_script, capsys, in_tmp, one_thread):
+    run_script("benchmark_certification", "--quick")
+    out = capsys.readouterr().out
+    rows = matching(out, r"^  (largest|smallest) +1e-0[34] ")
+    assert len(rows) == 2 * 2 * 2 * 3   # models x ends x tols x variants
+    assert "SILENT" not in out
+    certified = [row for row in rows if " uncertified " not in row]
+    assert all(" 3/3 " in row for row in certified)
+    for row in rows:   # three seeds; the uncertified solves run no verification pass, the certified ones do
+        passes = [int(c) for c in re.findall(r"\d+ \((\d+)\)", row)]
+        assert len(passes) == 3 and (all(p == 0 for p in passes) if " uncertified " in row else min(passes) > 0)
