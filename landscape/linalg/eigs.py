@@ -292,7 +292,7 @@ class _Ritz:
     shrink: float = 1.0
 
     def with_bounds(self, bounds: np.ndarray) -> _Ritz:
-        return _Ritz(self.values, self.vectors, self.residuals, self.eps, bounds, self.met, self.scale, self.shrink)
+        return replace(self, bounds=bounds)
 
 
 @dataclass(frozen=True)
