@@ -11,6 +11,7 @@ keeps an exact count instead, ``round(N * d)`` of the ``N`` prunable weights (pe
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal, Union
 
@@ -130,6 +131,60 @@ def _keep_largest(scores: Tensor, keep: int) -> Tensor:
     mask = torch.zeros_like(flat, dtype=torch.bool)
     mask[order[:keep]] = True
     return mask.reshape(scores.shape)
+
+
+Allocation = Literal["global", "layerwise"]
+ALLOCATIONS = ("global", "layerwise")
+
+
+@torch.no_grad()
+def masks_from_scores(scores: Mapping[str, Tensor], density: float, allocation: Allocation = "global",
+                      alive: Mapping[str, Tensor] | None = None) -> Masks:
+    """Keep the highest-scoring coordinates: ``round(N * density)`` of the ``N`` scored coordinates over all
+    layers together (``allocation="global"``), or ``round(N_l * density)`` of each layer's ``N_l``
+    (``"layerwise"``). Ties are broken by position; coordinates that ``alive`` prunes are never kept.
+
+    Ranked on the scores' device (no copy to the host). Returns boolean masks shaped like the scores.
+
+    Raises:
+        ValueError: ``density`` not in (0, 1], an unknown allocation, a non-finite score, or more weights asked
+            for than ``alive`` keeps.
+    """
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+    names = list(scores)
+    if not names:
+        raise ValueError("no scores to rank")
+    if alive is not None and set(alive) != set(names):
+        raise ValueError(f"alive masks cover {sorted(alive)}, scores cover {sorted(names)}")
+    if not all(bool(torch.isfinite(scores[n]).all()) for n in names):
+        raise ValueError("scores contain NaN or infinite values; rescale the model or use float64")
+
+    def ranked(group: list[str]) -> Masks:
+        device = scores[group[0]].device
+        flat = torch.cat([scores[n].detach().reshape(-1).to(device=device, dtype=torch.float64) for n in group])
+        keep = int(round(flat.numel() * density))
+        if alive is not None:
+            live = torch.cat([alive[n].reshape(-1).to(device=device, dtype=torch.bool) for n in group])
+            available = int(live.sum())
+            if keep > available:
+                raise ValueError(f"density {density} keeps {keep} of {flat.numel()} weights, but the masks keep only "
+                                 f"{available}: pruning cannot revive weights")
+            flat = torch.where(live, flat, torch.full_like(flat, -math.inf))
+        kept = torch.zeros(flat.numel(), dtype=torch.bool, device=device)
+        kept[torch.sort(flat, descending=True, stable=True).indices[:keep]] = True
+        out, start = {}, 0
+        for n in group:
+            size = scores[n].numel()
+            out[n] = kept[start:start + size].reshape(scores[n].shape).to(scores[n].device)
+            start += size
+        return out
+
+    if allocation == "layerwise":
+        return {n: m for name in names for n, m in ranked([name]).items()}
+    return ranked(names)
 
 
 @torch.no_grad()
