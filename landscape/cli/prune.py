@@ -1,21 +1,37 @@
-"""``landscape prune``: iterative magnitude pruning with rewinding and controls (:mod:`landscape.pruning.imp`).
+"""``landscape prune``: iterative magnitude pruning with rewinding and controls (:mod:`landscape.pruning.imp`), or
+one-shot pruning by another method (:mod:`landscape.pruning.one_shot`).
 
     landscape prune --model lenet300 --data mnist1d --rounds 8 --rewind 100it --controls reinit,random --out runs/imp
+    landscape prune --method synflow --sparsity 0.9 --sanity shuffle,reinit --model lenet300 --data mnist1d
 
-The training options are those of ``landscape train``; the run trains the dense network, then one pruned
-round after another, and prints a line per round. Running it again resumes: finished rounds are skipped,
-more rounds or controls are added.
+The training options are those of ``landscape train``. ``--method imp`` (the default) trains the dense network,
+then one pruned round after another, and prints a line per round; running it again resumes: finished rounds
+are skipped, more rounds or controls are added. The other methods prune to ``--sparsity`` with
+``--allocation`` (default: the method's paper's, global for SNIP/GraSP/SynFlow/magnitude_init/random,
+layerwise for the Zhou criteria, edge-popup and the sign methods), train what they prune and print a line per
+network. Options that do not apply to the method are refused with :class:`PruneOptionError`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from landscape.cli import add_hparams_arguments, add_settings_arguments, hparams_from_args, settings_from_args
 from landscape.locking import locked_directory
+from landscape.training import Hparams
+from landscape.pruning.at_init import AT_INIT_METHODS
 from landscape.pruning.imp import IMPResult, PruningHparams, iterative_magnitude_pruning
+from landscape.pruning.masks import ALLOCATIONS
+from landscape.pruning.one_shot import DEFAULT_ALLOCATION, ONE_SHOT_METHODS, SANITY_CHECKS, Outcome, one_shot
 
-HELP = "iterative magnitude pruning with rewinding, random controls and stability to pruning (lottery tickets)"
+HELP = ("lottery tickets by iterative magnitude pruning with rewinding and controls, or pruning at initialisation "
+        "(SNIP, GraSP, SynFlow), supermasks (Zhou criteria, edge-popup) and fixed-sign retraining")
+METHODS = ("imp", *ONE_SHOT_METHODS)
+
+
+class PruneOptionError(ValueError):
+    """Options of ``landscape prune`` that do not go together (named, with the fix)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IMP directory, one run directory per round (default: runs/imp_<hparams>_<pruning "
                              "digest>); rerunning resumes and skips finished rounds")
     add_settings_arguments(parser.add_argument_group("pruning"), PruningHparams)
+    one = parser.add_argument_group("one-shot methods (all but imp)")
+    one.add_argument("--method", choices=METHODS, default="imp",
+                     help="imp (iterative magnitude pruning, the options above); at initialisation: "
+                          f"{', '.join(AT_INIT_METHODS)}; Zhou criteria on the trained network: large_final, "
+                          "large_final_same_sign, magnitude_increase; edge_popup (learned supermask of the frozen "
+                          "initialisation); signs_only, sign_bit (training with the signs fixed) (default: imp)")
+    one.add_argument("--sparsity", type=float, default=None,
+                     help="fraction of the prunable weights removed, exactly round(N * sparsity) (required by every "
+                          "method but imp; 0 allowed for the sign methods)")
+    one.add_argument("--allocation", choices=ALLOCATIONS, default=None,
+                     help="rank all layers together (global) or keep the same density in each (layerwise) (default: "
+                          "global for the at-init methods, layerwise for the others)")
+    one.add_argument("--sanity", type=_checks, default=(), metavar="NAME,...",
+                     help=f"at-init sanity checks of Frankle et al. 2021, from {', '.join(SANITY_CHECKS)}: also train "
+                          "the layer-wise shuffled mask and the mask on a fresh initialisation")
+    one.add_argument("--synflow-iterations", type=int, default=None,
+                     help="SynFlow's prune-rescore rounds to the target (default: 100)")
+    one.add_argument("--score-batches", type=int, default=None,
+                     help="training batches SNIP and GraSP score on (default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run or resume the experiment and print its rounds."""
+    """Run or resume the experiment and print its rounds (imp) or networks (the other methods)."""
     hparams = hparams_from_args(args)
     pruning = settings_from_args(args, PruningHparams)
+    _check_combination(args, pruning)
+    if args.method != "imp":
+        return _run_one_shot(args, hparams, pruning.control_seed)
     out = args.out if args.out is not None else Path("runs") / f"imp_{hparams.name}_{pruning.digest}"
     with locked_directory(out):
         result = iterative_magnitude_pruning(hparams, pruning, out, device=args.device, progress=not args.no_progress)
@@ -51,6 +89,71 @@ def summary(result: IMPResult) -> str:
                      + " ".join(f"{c:>9}" for c in cells))
     return "\n".join(lines)
 
+
+def _check_combination(args: argparse.Namespace, pruning: PruningHparams) -> None:
+    """Refuse options that do not apply to ``--method`` (:class:`PruneOptionError`)."""
+    method = args.method
+    one_shot_given = [flag for flag, value in (("--sparsity", args.sparsity), ("--allocation", args.allocation),
+                                               ("--sanity", args.sanity or None),
+                                               ("--synflow-iterations", args.synflow_iterations),
+                                               ("--score-batches", args.score_batches)) if value is not None]
+    if method == "imp":
+        if one_shot_given:
+            raise PruneOptionError(f"{', '.join(one_shot_given)} apply to the one-shot methods, not to --method imp; "
+                                   "iterative magnitude pruning sets its sparsity by --rounds/--target-density and "
+                                   "--fraction, its allocation by --scope")
+        return
+    defaults = PruningHparams()
+    imp_only = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(PruningHparams)
+                if f.name != "control_seed" and getattr(pruning, f.name) != getattr(defaults, f.name)]
+    problems = [msg for bad, msg in (
+        (bool(imp_only), f"{', '.join(imp_only)} apply to --method imp only"),
+        (args.sparsity is None, f"--method {method} needs --sparsity (the fraction of weights removed)"),
+        (args.sparsity is not None and not 0.0 <= args.sparsity < 1.0,
+         f"--sparsity must be in [0, 1), got {args.sparsity}"),
+        (args.sparsity == 0.0 and method not in ("signs_only", "sign_bit"),
+         f"--sparsity 0 prunes nothing; --method {method} needs a positive sparsity"),
+        (bool(args.sanity) and method not in AT_INIT_METHODS,
+         f"--sanity checks pruning at initialisation ({', '.join(AT_INIT_METHODS)}), not --method {method}"),
+        (args.synflow_iterations is not None and method != "synflow", "--synflow-iterations applies to synflow only"),
+        (args.synflow_iterations is not None and args.synflow_iterations < 1, "--synflow-iterations must be positive"),
+        (args.score_batches is not None and method not in ("snip", "grasp"), "--score-batches applies to snip and "
+                                                                              "grasp only"),
+        (args.score_batches is not None and args.score_batches < 1, "--score-batches must be positive"),
+    ) if bad]
+    if problems:
+        raise PruneOptionError("; ".join(problems))
+
+
+def _run_one_shot(args: argparse.Namespace, hparams: Hparams, seed: int) -> int:
+    """Run one method at ``--sparsity`` and print a line per network."""
+    out = args.out if args.out is not None else Path("runs") / f"{args.method}_{hparams.name}_s{args.sparsity:g}"
+    allocation = args.allocation or DEFAULT_ALLOCATION[args.method]
+    with locked_directory(out):
+        outcomes = one_shot(hparams, args.method, args.sparsity, out, allocation=allocation, sanity=args.sanity,
+                            iterations=args.synflow_iterations or 100, score_batches=args.score_batches or 1,
+                            seed=seed, device=args.device, progress=not args.no_progress)
+    print(one_shot_summary(args.method, args.sparsity, allocation, outcomes))
+    print(f"directory: {out}")
+    return 0
+
+
+def one_shot_summary(method: str, sparsity: float, allocation: str, outcomes: list[Outcome]) -> str:
+    """A text table: per network its density and test accuracy, and where it was trained."""
+    lines = [f"method {method}, sparsity {100 * sparsity:.2f}%, allocation {allocation}; test accuracy after "
+             f"training (supermask: untrained)", f"{'network':>10} {'density':>8} {'test acc':>8}  run"]
+    for o in outcomes:
+        lines.append(f"{o.name:>10} {100 * o.density:>7.2f}% {_accuracy(o.test.accuracy):>8}  "
+                     f"{o.run_dir if o.run_dir is not None else '-'}")
+    return "\n".join(lines)
+
+
+def _checks(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in SANITY_CHECKS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown sanity checks {unknown}; known: {', '.join(SANITY_CHECKS)}")
+    return names
 
 
 def _accuracy(value: float | None) -> str:

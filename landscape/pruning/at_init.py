@@ -139,7 +139,8 @@ def prune_at_init(model: nn.Module, method: Method, density: float, *, loss_fn: 
     if method == "snip":
         scores = snip_scores(model, loss_fn, data, prunable, exclude_output)  # type: ignore[arg-type]
     elif method == "grasp":
-        scores = {n: -s for n, s in grasp_scores(model, loss_fn, data, prunable, exclude_output).items()}  # type: ignore[arg-type]
+        grasp = grasp_scores(model, loss_fn, data, prunable, exclude_output)  # type: ignore[arg-type]
+        scores = {n: -s for n, s in grasp.items()}   # keep the smallest GraSP scores
     elif method == "magnitude_init":
         scores = magnitude_scores(model, prunable, exclude_output)
     else:

@@ -12,12 +12,12 @@ from its initial value ``w_i`` and its value after training ``w_f`` and keep the
 The mask applied to the *initial* weights, untrained, is their supermask
 (:func:`~landscape.pruning.controls.supermask`).
 
-**Edge-popup (Ramanujan et al. 2020, "What's hidden in a randomly weighted neural network?")**
-(:func:`edge_popup`): the weights ``w`` stay frozen at their random values; each prunable weight gets a score
+**Edge-popup** (Ramanujan et al. 2020, "What's hidden in a randomly weighted neural network?",
+:func:`edge_popup`): the weights ``w`` stay frozen at their random values; each prunable weight gets a score
 ``s`` and the forward pass uses ``w ⊙ m(|s|)``, ``m`` keeping the ``round(N d)`` largest ``|s|`` (per layer
 by default, as in the paper). The scores are trained by SGD with the straight-through estimator through the
-top-k, ``∂L/∂s = sign(s) ⊙ ∂L/∂(w ⊙ m) ⊙ w``. Initial scores: ``U(−1/√fan_in, 1/√fan_in)`` (Kaiming uniform, as the
-paper's code), seeded.
+top-k, ``∂L/∂s = sign(s) ⊙ ∂L/∂(w ⊙ m) ⊙ w``. Initial scores: ``U(−1/√fan_in, 1/√fan_in)`` (Kaiming
+uniform, as the paper's code), seeded.
 
 Allocation defaults follow the papers: layerwise for both (Frankle & Carbin's per-layer pruning in Zhou
 et al.; the per-layer ``k`` of edge-popup); ``"global"`` is available.

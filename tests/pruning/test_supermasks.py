@@ -53,7 +53,8 @@ def test_edge_popup_finds_an_accurate_supermask_and_leaves_the_random_weights_bi
     assert [int(m.sum()) for m in result.masks.values()] == [64, 2048, 64]   # half of each layer
     pruned = apply_masks(copy.deepcopy(model), result.masks)
     for name, p in pruned.named_parameters():   # the kept weights are the random ones, bit for bit
-        assert torch.equal(p, before[name] * result.masks[name]) if name in result.masks else torch.equal(p, before[name])
+        expected = before[name] * result.masks[name] if name in result.masks else before[name]
+        assert torch.equal(p, expected)
     x_test, y_test = _separable(seed=1)
     accuracy = evaluate(pruned, nn.CrossEntropyLoss(), (x_test, y_test)).accuracy
     assert accuracy > 0.9 and accuracy > chance + 0.2, (accuracy, chance)
@@ -70,8 +71,8 @@ def test_fixed_sign_training_keeps_every_sign_and_the_mask_and_still_learns(star
         torch.manual_seed(1)
         fresh = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
         begin = sign_bit_start(model, fresh, masks)
-        assert all(torch.equal(torch.sign(dict(begin.named_parameters())[n]), torch.sign(dict(model.named_parameters())[n]) * m)
-                   for n, m in masks.items())
+        start, original = dict(begin.named_parameters()), dict(model.named_parameters())
+        assert all(torch.equal(torch.sign(start[n]), torch.sign(original[n]) * m) for n, m in masks.items())
     x, y = _separable()
     snapshot = copy.deepcopy(begin.state_dict())
     loss_fn = nn.CrossEntropyLoss()
