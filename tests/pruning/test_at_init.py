@@ -137,3 +137,20 @@ def test_bad_arguments_are_named_errors():
         prune_at_init(model, "random", 0.0)
     with pytest.raises(ValueError, match="allocation"):
         prune_at_init(model, "random", 0.5, allocation="per-layer")
+
+
+def test_scoring_leaves_the_users_model_its_modes_grads_buffers_and_rng_as_they_were():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Dropout(0.5), nn.ReLU(), nn.Linear(6, 3)).double()
+    model[1].eval()   # a mixed mode that must survive
+    x, y = _data()
+    model(x).sum().backward()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    modes = [m.training for m in model.modules()]
+    rng = torch.random.get_rng_state()
+    for method in ("snip", "grasp", "synflow", "magnitude_init", "random"):
+        prune_at_init(model, method, 0.5, loss_fn=nn.CrossEntropyLoss(), data=(x, y), input_shape=(4,), iterations=3)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())   # BatchNorm statistics included
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())
+    assert [m.training for m in model.modules()] == modes and torch.equal(torch.random.get_rng_state(), rng)
