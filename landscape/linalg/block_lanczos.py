@@ -15,7 +15,8 @@ residuals to rounding. When the basis reaches ``ncv`` columns it restarts from t
 wanted end(s) (thick restart: ``Q <- Q S``, ``A Q <- A Q S``, ``G <- diag(theta)``).
 
 Memory: ``2 ncv n`` elements of the operator's dtype (the basis and its image), plus ``b n`` for a step.
-Host synchronisation: the ``m x m`` matrix ``G`` and a few norms per step.
+Host synchronisation: three reads per step whatever the block size: which new columns are kept, the new
+rows of ``G``, and (in :func:`landscape.linalg.eigs`) the residual norms its convergence check needs.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class BlockKrylov:
     def extend(self, X: Tensor) -> int:
         """Orthonormalise the columns of ``X`` against the basis and each other, apply ``A`` to those left
         (one ``matmat``) and append them; returns how many were appended. Columns in the span already are
-        dropped; when all are, random directions replace them (``exhausted`` when the basis is complete)."""
+        dropped; when all are, random directions replace them (``exhausted`` when the basis is complete).
+        Two host reads: which columns are kept, and the new rows and columns of ``G``."""
         room = min(X.shape[1], self.op.n - self.m)
         kept = self._orthonormal(X)[:, :room]
         if kept.shape[1] == 0 and room > 0:
@@ -58,10 +60,11 @@ class BlockKrylov:
             self.exhausted = True
             return 0
         AX = self.op.matmat(kept.contiguous())
-        cross = (self.Q.T @ AX).cpu().double().numpy()
-        inner = (kept.T @ AX).cpu().double().numpy()
-        if not (np.isfinite(cross).all() and np.isfinite(inner).all()):
+        new = torch.cat([self.Q, kept], dim=1).T @ AX     # [Q^T A X; X^T A X], one read
+        new = new.cpu().double().numpy()
+        if not np.isfinite(new).all():
             raise FloatingPointError("the operator returned non-finite values")
+        cross, inner = new[: self.m], new[self.m:]
         inner = (inner + inner.T) / 2
         self.G = np.block([[self.G, cross], [cross.T, inner]])
         self.Q = torch.cat([self.Q, kept], dim=1)
@@ -70,34 +73,31 @@ class BlockKrylov:
         return kept.shape[1]
 
     def _orthonormal(self, X: Tensor) -> Tensor:
-        """Columns of ``X`` orthogonalised against ``Q`` (CGS2) and orthonormalised among themselves, one by
-        one (CGS2 again), dropping those whose norm falls below the breakdown tolerance."""
-        out = []
+        """Columns of ``X`` orthogonalised against ``Q`` and the columns kept before them (CGS2), one by one,
+        dropping those whose norm falls below the breakdown tolerance of their norm before. A dropped column is
+        zeroed on the device, so it changes none of the later ones, and which columns are kept is read once at
+        the end (one host read whatever the block size)."""
+        before = torch.linalg.vector_norm(X, dim=0)
+        out = torch.zeros_like(X)
+        keep = torch.zeros(X.shape[1], dtype=torch.bool, device=X.device)
         for i in range(X.shape[1]):
-            x = X[:, i]
-            before = torch.linalg.vector_norm(x)
-            if not bool(before > 0):
-                continue
-            basis = torch.cat([self.Q] + [c[:, None] for c in out], dim=1)
+            x, previous = X[:, i], out[:, :i]
             for _ in range(2):
-                x = x - basis @ (basis.T @ x)
+                x = x - self.Q @ (self.Q.T @ x) - previous @ (previous.T @ x)
             norm = torch.linalg.vector_norm(x)
-            if bool(norm > self._tiny * before):
-                out.append(x / norm)
-        if not out:
-            return X[:, :0]
-        return torch.stack(out, dim=1)
+            keep[i] = (norm > self._tiny * before[i]) & (before[i] > 0)
+            out[:, i] = torch.where(keep[i], x / torch.where(keep[i], norm, 1.0), 0.0)
+        return out[:, np.flatnonzero(keep.cpu().numpy())]
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
         """Ritz values (ascending) and the eigenvectors ``S`` of ``G`` (``m x m``)."""
         return scipy.linalg.eigh(self.G)
 
-    def pairs(self, S: np.ndarray, theta: np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
-        """Ritz vectors ``Q S`` (columns), their residual block ``A Q S - Q S diag(theta)`` and its column norms."""
+    def pairs(self, S: np.ndarray, theta: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Ritz vectors ``Q S`` (columns) and their residual block ``A Q S - Q S diag(theta)``, on the device."""
         coefficients = torch.as_tensor(S, dtype=self.op.dtype, device=self.op.device)
         Y = self.Q @ coefficients
-        R = self.AQ @ coefficients - Y * torch.as_tensor(theta, dtype=self.op.dtype, device=self.op.device)
-        return Y, R, torch.linalg.vector_norm(R, dim=0).cpu().double().numpy()
+        return Y, self.AQ @ coefficients - Y * torch.as_tensor(theta, dtype=self.op.dtype, device=self.op.device)
 
     def restart(self, S: np.ndarray, theta: np.ndarray) -> None:
         """Keep the Ritz pairs ``(theta, Q S)`` only."""
@@ -111,5 +111,9 @@ def block_norm(R: Tensor) -> float:
     """``||R||_2`` of an ``n x k`` block, from the eigenvalues of its ``k x k`` Gram matrix."""
     if R.shape[1] == 0:
         return 0.0
-    gram = (R.T @ R).cpu().double().numpy()
+    return gram_norm((R.T @ R).cpu().double().numpy())
+
+
+def gram_norm(gram: np.ndarray) -> float:
+    """``||R||_2`` from the Gram matrix ``R^T R`` (host, float64)."""
     return float(np.sqrt(max(np.linalg.eigvalsh((gram + gram.T) / 2).max(), 0.0)))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.linalg.block_lanczos import BlockKrylov, block_norm
+from landscape.linalg.block_lanczos import BlockKrylov, block_norm, gram_norm
 from landscape.linalg.certify import gap_bounds, verify
 from landscape.linalg.lanczos import ThickRestartLanczos
 from landscape.linalg.operator import Counted, SymmetricOperator
@@ -376,17 +376,21 @@ def _block(A: Counted, stop: _StoppingRule, ncv: int, max_matvecs: int, X: Tenso
     space.extend(X)
     while True:
         theta, S = space.ritz()
+        Y, R = space.pairs(S, theta)
         if theta.size >= stop.wanted:
             scale = max(scale, float(np.abs(theta).max()))
-            r_all = space.pairs(S, theta)[2]
-            sel = _select(theta.size, stop.which, stop.wanted)
-            vectors, R, _ = space.pairs(S[:, sel], theta[sel])
-            eps = block_norm(R)
+            sel = torch.as_tensor(_select(theta.size, stop.which, stop.wanted).copy(), device=A.device)
+            wanted_R = R[:, sel]
+            # one host read per step: every residual norm, and the Gram matrix of the wanted ones' block
+            host = torch.cat([torch.linalg.vector_norm(R, dim=0), (wanted_R.T @ wanted_R).flatten()])
+            host = host.cpu().double().numpy()
+            r_all, eps = host[: theta.size], gram_norm(host[theta.size:].reshape(stop.wanted, stop.wanted))
             sel, bounds, met = stop.check(theta, r_all, eps, scale)
             if met or space.exhausted or A.matvecs + b > max_matvecs:
-                return _Ritz(theta[sel], vectors, r_all[sel], eps, bounds, met, scale, stop.shrink)
+                return _Ritz(theta[sel], Y[:, sel.copy()], r_all[sel], eps, bounds, met, scale, stop.shrink)
         near = _select(theta.size, stop.which, min(b, theta.size))
-        _, grow, _ = space.pairs(S[:, near], theta[near])
+        grow = R[:, near.copy()]
+        del Y, R
         if space.m + b > ncv:
             keep = _select(theta.size, stop.which, min(theta.size, stop.wanted + (space.m - stop.wanted) // 3))
             space.restart(S[:, keep], theta[keep])
