@@ -148,8 +148,8 @@ def test_registry_architectures_analyse_with_per_block_spectra(tmp_path, model, 
     torch.manual_seed(0)
     net = build_model(model, dataset.input_shape, dataset.output_dim, **model_kwargs)
     torch.save(net.state_dict(), tmp_path / "step_0.pt")
-    settings = AnalyzeSettings(samples=8, eigenvalues=2, max_matvecs=40, trace_matvecs=6, density_steps=6,
-                               density_runs=2, points=3, blocks=blocks)
+    settings = AnalyzeSettings(samples=8, eigenvalues=2, eig_tol=1e-2, max_matvecs=60, trace_matvecs=6,
+                               density_steps=6, density_runs=2, points=3, blocks=blocks)
     result = analyze(tmp_path / "step_0.pt", model=model, model_kwargs=model_kwargs, data=data,
                      data_kwargs=data_kwargs, out_dir=tmp_path / "out", settings=settings, progress=False)
     checkpoint, = result.checkpoints
