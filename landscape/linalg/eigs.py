@@ -11,12 +11,13 @@ from torch import Tensor
 
 from landscape.linalg.block_lanczos import BlockKrylov, block_norm, gram_norm
 from landscape.linalg.certify import gap_bounds, verify
+from landscape.linalg.choose import choose
 from landscape.linalg.lanczos import ThickRestartLanczos
 from landscape.linalg.operator import Counted, SymmetricOperator
 
 WHICH = ("largest", "smallest", "both")
 CRITERIA = ("residual", "eigenvalue")
-METHODS = ("lanczos", "block")
+METHODS = ("lanczos", "block", "auto")
 TOLERANCE_MEANING = "|theta_i - lambda_i| <= tol * |lambda|_max for each i (lambda_i the i-th extreme eigenvalue)"
 
 
@@ -48,8 +49,11 @@ class Eigenpairs:
         which, tol, criterion: the request; ``tol`` is relative to ``|lambda|_max`` (:data:`TOLERANCE_MEANING`),
             ``scale`` the ``|lambda|_max`` estimate it multiplied (the largest ``|theta|`` seen), so
             ``tol * scale`` (:attr:`absolute_tol`) is the absolute tolerance.
-        method: ``"lanczos"`` or ``"block"``. certify_matvecs: the products the verification passes and any
-            refinement after a failed one cost (included in ``matvecs``).
+        method: the method used, ``"lanczos"`` or ``"block"`` (what ``"auto"`` picked). method_reason: why:
+            ``"requested"``, or ``"auto"``'s measured times and expected ratio (:mod:`landscape.linalg.choose`).
+            block_cost_ratio: ``"auto"``'s measured cost per vector of a product of ``block_size`` vectors
+            relative to a single product (``nan`` when nothing was measured). certify_matvecs: the products
+            the verification passes and any refinement after a failed one cost (included in ``matvecs``).
         space: the operator's ``space`` attribute (a :class:`landscape.ParamSpace`), if it has one.
 
     Tensors are in the operator's dtype and on its device.
@@ -68,6 +72,8 @@ class Eigenpairs:
     reason: str = ""
     method: str = "lanczos"
     certify_matvecs: int = 0
+    method_reason: str = "requested"
+    block_cost_ratio: float = math.nan
 
     @property
     def absolute_tol(self) -> float:
@@ -117,6 +123,13 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
       random vectors (default ``m``), one ``matmat`` of ``block_size`` vectors per step: it sees eigenvalues of
       multiplicity up to ``block_size`` at once, and on an accelerator a ``matmat`` of ``b`` vectors costs far
       less than ``b`` products. On a CPU it needs more matvecs than ``"lanczos"``.
+    * ``"auto"``: ``"block"`` or ``"lanczos"`` by measured wall time (:mod:`landscape.linalg.choose`): one
+      product of ``block_size`` vectors against single products, timed at the first call on an operator
+      (``2 (block_size + 1)`` products, counted in ``matvecs``) and kept for later calls on it, weighed against
+      block Lanczos's ~2x matvecs. On a CPU it picks ``"lanczos"``. Not the default: the measurement costs
+      about 30% of a certified top-5 solve at first use, and timings differ between ranks, so a distributed
+      operator (whose ranks must take the same decisions) needs an explicit method. With ``basis_dtype`` or
+      ``basis_device`` it is ``"lanczos"`` without measuring (the only method that stores its basis so).
 
     Stopping rule, checked after every step: with ``eps`` the norm of the residual block of the wanted pairs
     and ``mu`` the nearest unwanted Ritz value pushed out by its residual, every wanted pair's bound
@@ -146,7 +159,8 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
             ``"both"`` (``2k`` values, descending).
         tol: relative tolerance as above. It should exceed the operator's rounding, ``~sqrt(n) eps |A|``.
         criterion: ``"residual"`` or ``"eigenvalue"``.
-        max_matvecs: budget of matvecs, certification included; default ``max(1000, 10 * ncv)``. At least
+        max_matvecs: budget of matvecs, certification and ``"auto"``'s measurement included; default
+            ``max(1000, 10 * ncv)`` plus the measurement. At least
             the number of wanted pairs.
         ncv: largest basis size, ``m < ncv <= n``; default ``min(n, max(5 m, 20))`` for ``"largest"``
             (top-5 of a 7.4k-parameter MLP Hessian at 1e-4: 22 matvecs with a restart at ``ncv=20``, 21 from
@@ -171,7 +185,7 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
         basis_device: device the basis is stored on (default: the operator's; ``"lanczos"`` only), e.g.
             ``"cpu"`` while the operator runs on a GPU: each step then moves one vector to the device and one
             back, and orthogonalises on the basis device.
-        method: ``"lanczos"`` or ``"block"`` (above).
+        method: ``"lanczos"``, ``"block"`` or ``"auto"`` (above).
         block_size: vectors per step of ``"block"`` (default ``m``); at least the largest multiplicity expected.
         certify: run the verification pass (above).
 
@@ -212,13 +226,19 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
     block_size = wanted if block_size is None else block_size
     if not 1 <= block_size < n:
         raise ValueError(f"block_size={block_size} must be at least 1 and below n={n}")
+    method_reason, block_cost_ratio = "requested", math.nan
+    if method == "auto" and (basis_dtype is not None or basis_device is not None):
+        method, method_reason = "lanczos", "auto: basis_dtype or basis_device given, which only 'lanczos' supports"
+    elif method == "auto":
+        decision = choose(A, block_size, seed)
+        method, method_reason, block_cost_ratio = decision.method, decision.reason, decision.timing.cost_ratio
     default_ncv = max(5 * wanted, 20) if which == "largest" else max(2 * wanted + 1, 60)
     if method == "block":
         default_ncv = max(default_ncv, 4 * block_size + wanted)
     ncv = min(n, default_ncv) if ncv is None else ncv
     if not wanted < ncv <= n:
         raise ValueError(f"ncv={ncv} must satisfy {wanted} (eigenpairs asked) < ncv <= n={n}")
-    max_matvecs = max(1000, 10 * ncv) if max_matvecs is None else max_matvecs
+    max_matvecs = max(1000, 10 * ncv) + A.matvecs if max_matvecs is None else max_matvecs
     if max_matvecs < wanted:
         raise ValueError(f"max_matvecs={max_matvecs} is below the {wanted} eigenpairs asked")
 
@@ -275,7 +295,8 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
                       residuals=tensor(ritz.residuals), error_bounds=tensor(ritz.bounds), matvecs=A.matvecs,
                       converged=converged, which=which, tol=tol, criterion=criterion, scale=ritz.scale,
                       space=getattr(op, "space", None), reason=reason, method=method,
-                      certify_matvecs=A.matvecs - solved)
+                      certify_matvecs=A.matvecs - solved, method_reason=method_reason,
+                      block_cost_ratio=block_cost_ratio)
 
 
 @dataclass(frozen=True)

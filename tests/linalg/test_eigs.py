@@ -1,4 +1,5 @@
 import math
+import time
 
 import numpy as np
 import pytest
@@ -330,3 +331,46 @@ def test_block_method_reads_the_host_a_fixed_number_of_times_per_step_whatever_t
     # three transfers per step (kept columns, new rows of G, residual norms), each `.cpu()` then `.numpy()`;
     # before, each column of a block cost two reads more (28 per step for blocks of 8)
     assert reads[8] <= 6.5 and reads[2] <= 6.5, f"host reads per block step: {reads}"
+
+
+class _TimedMatrix(MatrixOperator):
+    """A dense operator whose product of ``b`` vectors takes ``per_call + b * per_vector`` seconds more, like
+    an accelerator (large fixed cost per launch) or a CPU (cost proportional to the vectors)."""
+
+    def __init__(self, A, per_call, per_vector):
+        super().__init__(A)
+        self.per_call, self.per_vector = per_call, per_vector
+
+    def matmat(self, V):
+        time.sleep(self.per_call + V.shape[1] * self.per_vector)
+        return super().matmat(V)
+
+
+@pytest.mark.parametrize("per_call, per_vector, picked", [(0.008, 0.0002, "block"), (0.0002, 0.004, "lanczos")])
+def test_auto_picks_block_only_when_a_block_product_is_cheap_per_vector(spectrum_op, hessian_spectrum, per_call,
+                                                                       per_vector, picked):
+    op = _TimedMatrix(spectrum_op(hessian_spectrum).A, per_call, per_vector)
+    res = eigs(op, k=3, which="largest", tol=1e-6, method="auto")
+    expected_ratio = (per_call + 3 * per_vector) / (3 * (per_call + per_vector))
+    assert res.method == picked and res.method_reason.startswith("auto:"), res.method_reason
+    assert res.block_cost_ratio == pytest.approx(expected_ratio, rel=0.5)
+    assert f"{res.block_cost_ratio:.2f}x" in res.method_reason and "measured now (8 products)" in res.method_reason
+    _assert_certified_and_right(res, hessian_spectrum, "largest", 3, 1e-6)
+
+
+def test_auto_measures_once_per_operator_and_leaves_the_solve_unchanged(spectrum_op, hessian_spectrum):
+    op = spectrum_op(hessian_spectrum)   # a CPU product of 5 vectors is no cheaper per vector than 5 products
+    op.matmat = lambda V, _matmat=op.matmat: (time.sleep(0.002 * V.shape[1]), _matmat(V))[1]
+    first = eigs(op, k=5, which="smallest", tol=1e-4, method="auto")
+    again = eigs(op, k=5, which="smallest", tol=1e-4, method="auto")
+    plain = eigs(op, k=5, which="smallest", tol=1e-4, method="lanczos")
+    assert first.method == again.method == "lanczos"
+    assert first.matvecs == plain.matvecs + 2 * (5 + 1) and again.matvecs == plain.matvecs
+    assert "earlier call" in again.method_reason and again.block_cost_ratio == first.block_cost_ratio
+    assert torch.equal(again.eigenvalues, plain.eigenvalues) and plain.method_reason == "requested"
+    _assert_certified_and_right(again, hessian_spectrum, "smallest", 5, 1e-4)
+
+
+def test_auto_with_a_basis_dtype_is_lanczos_without_measuring(hessian_op):
+    res = eigs(hessian_op, k=2, tol=1e-2, method="auto", basis_dtype=torch.float32)
+    assert res.method == "lanczos" and "basis_dtype" in res.method_reason and math.isnan(res.block_cost_ratio)
