@@ -112,8 +112,7 @@ def one_shot(hparams: Hparams, method: str, sparsity: float, out: str | Path, *,
                             allocation=allocation, seed=seed)  # type: ignore[arg-type]
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(out / "masks.safetensors", {k: v.to(torch.uint8) for k, v in result.masks.items()})
-        return [Outcome("supermask", density(result.masks), evaluate(supermask(model, result.masks), loss_fn, test),
-                        None)]
+        return [Outcome("supermask", density(result.masks), evaluate(result.model, loss_fn, test), None)]
     dense = train(hparams, out / "dense", device=dev, progress=progress)
     initial = load_model(out / "dense", 0, device=dev)
     outcomes = [Outcome("dense", 1.0, dense.test, out / "dense")]

@@ -32,7 +32,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from landscape.pruning.masks import Allocation, Masks, Prunable, masks_from_scores, prunable_names
+from landscape.pruning.masks import Allocation, Masks, Prunable, apply_masks, masks_from_scores, prunable_names
 from landscape.pruning.reparametrized import fit
 
 ZHOU_CRITERIA = ("large_final", "large_final_same_sign", "magnitude_increase")
@@ -71,11 +71,14 @@ def zhou_masks(initial: nn.Module, final: nn.Module, density: float, criterion: 
 
 @dataclass(frozen=True)
 class EdgePopupResult:
-    """A learned supermask: the boolean ``masks`` (largest ``|scores|``), the trained ``scores`` and the training
-    loss of every step (device tensor)."""
+    """A learned supermask: the boolean ``masks`` (largest ``|scores|``), the trained ``scores``, the training
+    loss of every step (device tensor), and ``model``: the copy it was trained on with the masks applied (its
+    kept weights bit-identical to the original's; its buffers, e.g. BatchNorm statistics, those of the
+    training), in training mode."""
     masks: Masks
     scores: dict[str, Tensor]
     losses: Tensor
+    model: nn.Module
 
 
 def edge_popup(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -85,12 +88,14 @@ def edge_popup(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
     """Learn a supermask of ``model``'s frozen weights by edge-popup (module docstring).
 
     Trains on a copy; ``model`` is not modified. ``steps`` SGD updates of the scores over ``batches`` in turn.
-    Apply the result with ``apply_masks(copy.deepcopy(model), result.masks)``.
+    Evaluate ``result.model`` (the copy, masked, with the buffers the training left), or apply ``result.masks``
+    to a model of your own.
     """
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
     names = prunable_names(model, prunable, exclude_output)
     scratch = copy.deepcopy(model)
+    trainable = [p.requires_grad for p in scratch.parameters()]
     for p in scratch.parameters():
         p.requires_grad_(False)
     named = dict(scratch.named_parameters())
@@ -109,4 +114,7 @@ def edge_popup(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
     result = fit(scratch, loss_fn, batches, initial, masked_weights, steps=steps, lr=lr, momentum=momentum,
                  weight_decay=weight_decay)
     masks = masks_from_scores({n: s.abs() for n, s in result.trainable.items()}, density, allocation)
-    return EdgePopupResult(masks=masks, scores=result.trainable, losses=result.losses)
+    for p, flag in zip(scratch.parameters(), trainable):
+        p.requires_grad_(flag)
+    return EdgePopupResult(masks=masks, scores=result.trainable, losses=result.losses,
+                           model=apply_masks(scratch, masks))

@@ -55,6 +55,7 @@ def test_edge_popup_finds_an_accurate_supermask_and_leaves_the_random_weights_bi
     for name, p in pruned.named_parameters():   # the kept weights are the random ones, bit for bit
         expected = before[name] * result.masks[name] if name in result.masks else before[name]
         assert torch.equal(p, expected)
+    assert all(torch.equal(p, q) for p, q in zip(result.model.parameters(), pruned.parameters()))
     x_test, y_test = _separable(seed=1)
     accuracy = evaluate(pruned, nn.CrossEntropyLoss(), (x_test, y_test)).accuracy
     assert accuracy > 0.9 and accuracy > chance + 0.2, (accuracy, chance)
