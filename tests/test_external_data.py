@@ -88,3 +88,44 @@ def test_image_folder_uses_train_and_test_folders_and_resizes_greyscale(tmp_path
 def test_torchvision_data_are_named_when_torchvision_cannot_be_imported(tmp_path):
     with pytest.raises(ImportError, match="torchvision:CIFAR10.*imagefolder"):
         load_dataset("torchvision:CIFAR10", root=str(tmp_path))
+
+
+def test_torchvision_data_sets_are_read_from_their_root_without_download(tmp_path, monkeypatch):
+    """torchvision cannot be imported here: a stand-in module with torchvision's interface (a data set class taking
+    root, train, download, transform; ToTensor) checks the glue: both splits, download=False, classes, shapes."""
+    import sys
+    import types
+
+    calls = []
+
+    class Stripes(torch.utils.data.Dataset):
+        classes = ["even", "odd"]
+
+        def __init__(self, root, train, download, transform):
+            calls.append((root, train, download))
+            self.n, self.transform = (6 if train else 2), transform
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return self.transform(Image.fromarray(np.full((4, 4, 3), 10 * i, dtype=np.uint8))), i % 2
+
+    def to_tensor():
+        return lambda image: torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(Stripes=Stripes)
+    fake.transforms = types.SimpleNamespace(ToTensor=to_tensor)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
+    monkeypatch.setitem(sys.modules, "torchvision.transforms", fake.transforms)
+    data = load_dataset("torchvision:Stripes", root=str(tmp_path))
+    assert calls == [(str(tmp_path), True, False), (str(tmp_path), False, False)]
+    assert data.train[0].shape == (6, 3, 4, 4) and data.test[0].shape == (2, 3, 4, 4) and data.num_classes == 2
+    assert data.train[1].tolist() == [0, 1, 0, 1, 0, 1]
+    assert float(data.train[0][5, 0, 0, 0]) == pytest.approx(50 / 255)
+    with pytest.raises(ValueError, match="root=PATH"):
+        load_dataset("torchvision:Stripes")
+    with pytest.raises(ValueError, match="no data set 'Nope'"):
+        load_dataset("torchvision:Nope", root=str(tmp_path))
