@@ -53,3 +53,23 @@ def test_image_models_refuse_shapes_they_cannot_take():
 def test_torchvision_models_are_named_when_torchvision_cannot_be_imported():
     with pytest.raises(ImportError, match="torchvision:resnet50.*built-in 'resnet18'"):
         build_model("torchvision:resnet50", (3, 32, 32), 10)
+
+
+def test_torchvision_models_are_built_without_weights_for_the_class_count(monkeypatch):
+    """A stand-in torchvision.models (torchvision cannot be imported here) checks the call: weights=None, the
+    class count, the options, and a named error for an unknown model."""
+    import sys
+    import types
+
+    def tiny(weights, num_classes, hidden=3):
+        assert weights is None
+        return nn.Sequential(nn.Flatten(), nn.Linear(12, hidden), nn.Linear(hidden, num_classes))
+
+    fake = types.ModuleType("torchvision")
+    fake.models = types.SimpleNamespace(tiny=tiny)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.models", fake.models)
+    model = build_model("torchvision:tiny", (3, 2, 2), 7, hidden=5)
+    assert model(torch.randn(2, 3, 2, 2)).shape == (2, 7) and model[1].out_features == 5
+    with pytest.raises(ValueError, match="no model 'nope'"):
+        build_model("torchvision:nope", (3, 2, 2), 7)
