@@ -102,3 +102,14 @@ def test_lm_batch_takes_dict_batches_and_refuses_padding():
         lm_batch({"input_ids": ids, "attention_mask": mask})
     with pytest.raises(ValueError, match="input_ids"):
         lm_batch({"ids": ids})
+
+
+def test_landscape_train_runs_a_registry_gpt2_on_token_data(tmp_path):
+    from landscape.training import Hparams, train
+
+    hparams = Hparams(model="gpt2", model_kwargs={"n_layer": 1, "n_embd": 16, "n_head": 2}, data="tokens",
+                      data_kwargs={"train_size": 32, "test_size": 8, "seq_len": 8, "vocab_size": 16},
+                      batch_size=8, steps="4it", eval_every=0, checkpoint_every=0, optimizer="adam", lr=1e-2)
+    result = train(hparams, tmp_path / "run", progress=False)
+    assert result.steps == 4 and result.train.accuracy is None      # next-token loss: no class accuracy
+    assert 0 < result.train.loss < 1.1 * torch.log(torch.tensor(16.0)).item()
