@@ -46,6 +46,7 @@ from landscape.devices import torch_device
 from landscape.distributed import check_group
 from landscape.evaluation import evaluate
 from landscape.instruments.blocks import PARTITIONS, block_spectra
+from landscape.language import NextTokenLoss
 from landscape.linalg import SpectralDensity
 from landscape.models import build_model, model_names
 from landscape.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
@@ -151,8 +152,10 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
             :class:`~landscape.data.registry.Dataset`, ``{"train": data, "test": data}``, one training data
             argument (a batch or a list of batches), or a ``torch.utils.data.Dataset`` (its items stacked).
         model_kwargs, data_kwargs: keyword arguments of the registry or ``package.module:factory`` factories.
-        loss_fn: mean-reduced loss; default the data set's (cross-entropy for classes, MSE otherwise) or
-            cross-entropy for user data.
+        loss_fn: mean-reduced loss; default the data set's (cross-entropy for classes, MSE otherwise,
+            next-token cross-entropy for token data), and for user data cross-entropy, or next-token
+            cross-entropy (:func:`landscape.language.next_token_loss`) when the inputs are integer token ids
+            ``(N, T)`` and the targets have their shape (a language model's sequences).
         steps: the steps to analyse in each run directory (default: all).
         out_dir: where to write ``analysis.json``, ``figures/`` and ``report.md``.
         settings: the measurement budget (:class:`AnalyzeSettings`).
@@ -364,7 +367,7 @@ class _Subject:
             raise ValueError(f"give both the model and the data, or neither (then each run's config.json names "
                              f"them): {missing} is missing")
         return cls(model=model, data=splits,
-                   loss_fn=loss_fn or (nn.CrossEntropyLoss() if splits is not None else None), dataset=dataset,
+                   loss_fn=loss_fn or (_user_loss(splits["train"]) if splits is not None else None), dataset=dataset,
                    source=source)
 
     def describe(self, settings: AnalyzeSettings) -> str:
@@ -396,6 +399,13 @@ class _Subject:
         return RunCheckpoint(model=model.eval(), data=self.data, loss_fn=self.loss_fn, masks=None,
                              run_dir=path.parent.parent if path.parent.name == "checkpoints" else path.parent,
                              step=checkpoint.step if checkpoint.step is not None else -1)  # -1: unknown
+
+
+def _user_loss(batches: Sequence[tuple[Tensor, Tensor]]) -> nn.Module:
+    """Cross-entropy, or next-token cross-entropy for token sequences (integer ``(N, T)`` inputs, targets alike)."""
+    x, y = batches[0]
+    tokens = not x.is_floating_point() and x.ndim == 2 and y.shape == x.shape
+    return NextTokenLoss() if tokens else nn.CrossEntropyLoss()
 
 
 def _is_factory(obj: Any) -> bool:

@@ -192,3 +192,20 @@ def test_a_torch_dataset_is_data_for_analyze(tmp_path):
     expected = torch.nn.functional.cross_entropy(model(x), y).item()
     assert checkpoint["train_loss"] == pytest.approx(expected, rel=1e-6) and checkpoint["step"] == 1
     assert "user data from dict: 20 train, 5 test samples" in result.data
+
+
+def test_user_token_sequences_get_the_next_token_loss(tmp_path):
+    from landscape.language import next_token_loss
+    from landscape.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("gpt2", (6,), 12, n_layer=1, n_embd=8, n_head=2)
+    torch.save(model.state_dict(), tmp_path / "step_3.pt")
+    ids = torch.randint(0, 12, (10, 6), generator=torch.Generator().manual_seed(0))
+    settings = AnalyzeSettings(samples=10, eigenvalues=1, max_matvecs=30, trace_matvecs=4, density_steps=4,
+                               density_runs=2, points=3)
+    result = analyze(tmp_path / "step_3.pt", model=model, data=(ids, ids), out_dir=tmp_path / "out",
+                     settings=settings, progress=False)
+    with torch.no_grad():
+        expected = next_token_loss(model.eval()(ids), ids).item()
+    assert result.checkpoints[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
