@@ -10,10 +10,12 @@ operator (``process_group=``), the same call on every rank gives the same result
 from landscape.linalg.counts import EigenCount, eigencount
 from landscape.linalg.density import Estimate, SpectralDensity, density
 from landscape.linalg.eigs import Eigenpairs, eigs
+from landscape.linalg.memory import MemoryBudgetError
 from landscape.linalg.operator import MatrixOperator, SymmetricOperator
 from landscape.linalg.trace import TraceEstimate, hutchinson, hutchpp, trace, xtrace
 
 __all__ = [
-    "EigenCount", "Eigenpairs", "Estimate", "MatrixOperator", "SpectralDensity", "SymmetricOperator",
+    "EigenCount", "Eigenpairs", "Estimate", "MatrixOperator", "MemoryBudgetError", "SpectralDensity",
+    "SymmetricOperator",
     "TraceEstimate", "density", "eigencount", "eigs", "hutchinson", "hutchpp", "trace", "xtrace",
 ]

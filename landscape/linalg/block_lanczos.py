@@ -14,7 +14,10 @@ Residuals are computed from ``A Q`` (``||A Q s - theta Q s||``), not from a recu
 residuals to rounding. When the basis reaches ``ncv`` columns it restarts from the Ritz vectors nearest the
 wanted end(s) (thick restart: ``Q <- Q S``, ``A Q <- A Q S``, ``G <- diag(theta)``).
 
-Memory: ``2 ncv n`` elements of the operator's dtype (the basis and its image), plus ``b n`` for a step.
+Memory: at most ``(4 ncv + 3 b + 2 k) n`` elements of the operator's dtype for ``k`` wanted pairs
+(:func:`landscape.linalg.memory.block_bytes`): the basis and its image (``2 ncv n``), all Ritz vectors and
+residuals of a step (``2 ncv n``; ``3 m n`` while a step appends, the old and new basis or image side by side),
+the wanted vectors and residuals (``2 k n``), a step's block, its orthonormalised copy and its image (``3 b n``).
 Host synchronisation: three reads per step whatever the block size: which new columns are kept, the new
 rows of ``G``, and (in :func:`landscape.linalg.eigs`) the residual norms its convergence check needs.
 """
@@ -97,7 +100,8 @@ class BlockKrylov:
         """Ritz vectors ``Q S`` (columns) and their residual block ``A Q S - Q S diag(theta)``, on the device."""
         coefficients = torch.as_tensor(S, dtype=self.op.dtype, device=self.op.device)
         Y = self.Q @ coefficients
-        return Y, self.AQ @ coefficients - Y * torch.as_tensor(theta, dtype=self.op.dtype, device=self.op.device)
+        R = self.AQ @ coefficients
+        return Y, R.addcmul_(Y, torch.as_tensor(theta, dtype=self.op.dtype, device=self.op.device), value=-1)
 
     def restart(self, S: np.ndarray, theta: np.ndarray) -> None:
         """Keep the Ritz pairs ``(theta, Q S)`` only."""

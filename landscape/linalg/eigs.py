@@ -13,6 +13,7 @@ from landscape.linalg.block_lanczos import BlockKrylov, block_norm, gram_norm
 from landscape.linalg.certify import gap_bounds, verify
 from landscape.linalg.choose import choose
 from landscape.linalg.lanczos import ThickRestartLanczos
+from landscape.linalg.memory import MemoryBudgetError, plan_block, plan_lanczos
 from landscape.linalg.operator import Counted, SymmetricOperator
 
 WHICH = ("largest", "smallest", "both")
@@ -52,7 +53,8 @@ class Eigenpairs:
         method: the method used, ``"lanczos"`` or ``"block"`` (what ``"auto"`` picked). method_reason: why:
             ``"requested"``, or ``"auto"``'s measured times and expected ratio (:mod:`landscape.linalg.choose`).
             block_cost_ratio: ``"auto"``'s measured cost per vector of a product of ``block_size`` vectors
-            relative to a single product (``nan`` when nothing was measured). certify_matvecs: the products
+            relative to a single product (``nan`` when nothing was measured). basis: the basis's size, dtype,
+            device and bytes, and, with ``max_memory``, how the budget chose them. certify_matvecs: the products
             the verification passes and any refinement after a failed one cost (included in ``matvecs``).
         space: the operator's ``space`` attribute (a :class:`landscape.ParamSpace`), if it has one.
 
@@ -74,6 +76,7 @@ class Eigenpairs:
     certify_matvecs: int = 0
     method_reason: str = "requested"
     block_cost_ratio: float = math.nan
+    basis: str = ""
 
     @property
     def absolute_tol(self) -> float:
@@ -103,7 +106,7 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
          criterion: str = "residual", max_matvecs: int | None = None, ncv: int | None = None,
          v0: Tensor | None = None, seed: int = 0, basis_dtype: torch.dtype | None = None,
          basis_device: torch.device | str | None = None, method: str = "lanczos", block_size: int | None = None,
-         certify: bool = True) -> Eigenpairs:
+         certify: bool = True, max_memory: int | None = None) -> Eigenpairs:
     """The ``k`` algebraically largest, smallest, or both, eigenpairs of a symmetric operator, certified.
 
     Tolerance. ``tol`` is relative to ``|lambda|_max``: ``converged=True`` means every returned value is within
@@ -188,18 +191,29 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
         method: ``"lanczos"``, ``"block"`` or ``"auto"`` (above).
         block_size: vectors per step of ``"block"`` (default ``m``); at least the largest multiplicity expected.
         certify: run the verification pass (above).
+        max_memory: bytes the basis may take on the operator's device (:mod:`landscape.linalg.memory`, which
+            says exactly what is counted). ``"lanczos"``: at the requested ``ncv``, the operator's dtype, else
+            float32, else bfloat16 (only a dtype whose epsilon is below ``tol``: its rounding floors the bounds),
+            else the host (``"cpu"``) when the operator is elsewhere, else ``ncv`` reduced down to
+            ``min(n, 2 m + 2)`` in the least precise dtype allowed; ``"block"``: ``ncv`` reduced down to
+            ``min(n, 3 block_size + m)``; a refinement after a failed verification pass that does not fit is
+            skipped (``converged=False``, ``reason`` says so); ``"auto"`` falls back to ``"lanczos"`` when
+            ``"block"`` does not fit. Raises :class:`landscape.linalg.memory.MemoryBudgetError` when even
+            the minimum does not fit. The choice is in the result's ``basis``.
 
     Memory (``"lanczos"``): ``(ncv + 1) n`` elements of ``basis_dtype`` on ``basis_device`` for the basis;
     about ``3 n`` elements of the operator's dtype for one step's vectors (on the basis device, plus ``n`` on
     the operator's when the two differ); restarts rewrite the basis in place, in chunks of at most 4M
     elements; ``m n`` for the returned eigenvectors; ``ncv^2`` floats on the host. The verification pass
-    holds another basis of at most ``ncv + 1`` vectors plus the ``m`` it deflates. ``"block"``: ``2 ncv n``
-    (basis and image). Plus whatever the operator keeps. For an 11M-parameter float32 network and ``k = 1``
-    (``ncv = 20``): 0.92 GB of basis in float32, 0.46 GB in bfloat16, none on the GPU with
-    ``basis_device="cpu"``.
+    holds another basis of at most ``ncv + 1`` vectors (the solver's is freed first) plus the ``m`` it
+    deflates. ``"block"``: at most ``(4 ncv + 3 block_size + 2 m) n`` elements of the operator's dtype (basis,
+    image, a step's Ritz vectors and residuals, and its block). Plus whatever the operator keeps. For an
+    11M-parameter float32 network and ``k = 1`` (``ncv = 20``): 0.92 GB of basis in float32, 0.46 GB in
+    bfloat16, none on the GPU with ``basis_device="cpu"``.
 
     Host synchronisation: one transfer of ``j + 2`` numbers per Lanczos step (the new column of ``H``, which
-    the convergence check of that step needs); the small projected eigenproblems are solved on the host.
+    the convergence check of that step needs); three per block step, whatever ``block_size``; the small
+    projected eigenproblems are solved on the host.
 
     Distributed operators: run the same call, with the same arguments and ``seed``, on every rank. The
     start vectors come from a generator seeded on the operator's device, every product returns the same
@@ -232,12 +246,22 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
     elif method == "auto":
         decision = choose(A, block_size, seed)
         method, method_reason, block_cost_ratio = decision.method, decision.reason, decision.timing.cost_ratio
-    default_ncv = max(5 * wanted, 20) if which == "largest" else max(2 * wanted + 1, 60)
-    if method == "block":
-        default_ncv = max(default_ncv, 4 * block_size + wanted)
-    ncv = min(n, default_ncv) if ncv is None else ncv
+    if method == "block" and max_memory is not None and method_reason != "requested":
+        try:   # "auto" picked block: it must fit too
+            plan_block(n, wanted, block_size, min(n, _default_ncv(which, wanted, method, block_size)) if ncv is None
+                       else ncv, A.dtype, A.device, max_memory)
+        except MemoryBudgetError:
+            method, method_reason = "lanczos", method_reason + "; but block Lanczos does not fit max_memory: " \
+                                                               "single-vector Lanczos"
+    ncv = min(n, _default_ncv(which, wanted, method, block_size)) if ncv is None else ncv
     if not wanted < ncv <= n:
         raise ValueError(f"ncv={ncv} must satisfy {wanted} (eigenpairs asked) < ncv <= n={n}")
+    if method == "lanczos":
+        plan = plan_lanczos(n, wanted, ncv, A.dtype, A.device, max_memory, basis_dtype, basis_device, tol)
+        basis_dtype, basis_device = plan.dtype, plan.device
+    else:
+        plan = plan_block(n, wanted, block_size, ncv, A.dtype, A.device, max_memory)
+    ncv = plan.ncv
     max_matvecs = max(1000, 10 * ncv) + A.matvecs if max_matvecs is None else max_matvecs
     if max_matvecs < wanted:
         raise ValueError(f"max_matvecs={max_matvecs} is below the {wanted} eigenpairs asked")
@@ -282,7 +306,12 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
         seen_top = check.mu_top if math.isfinite(check.mu_top) and not found else -math.inf
         seen_bottom = check.mu_bottom if math.isfinite(check.mu_bottom) and not found else math.inf
         rule = _StoppingRule(which, wanted, tol, criterion, stop.rounding, ritz.shrink / 2, seen_top, seen_bottom)
-        ritz = _block(A, rule, ncv, max_matvecs, start, generator, ritz.scale)
+        try:
+            refine = plan_block(n, wanted, start.shape[1], ncv, A.dtype, A.device, max_memory)
+        except MemoryBudgetError as error:
+            reason += f"; the block refinement was skipped: {error}"
+            break
+        ritz = _block(A, rule, refine.ncv, max_matvecs, start, generator, ritz.scale)
         if not ritz.met:
             reason += f"; the refinement did not meet the stopping rule within max_matvecs={max_matvecs}"
     else:
@@ -296,7 +325,7 @@ def eigs(op: SymmetricOperator, k: int = 6, which: str = "largest", tol: float =
                       converged=converged, which=which, tol=tol, criterion=criterion, scale=ritz.scale,
                       space=getattr(op, "space", None), reason=reason, method=method,
                       certify_matvecs=A.matvecs - solved, method_reason=method_reason,
-                      block_cost_ratio=block_cost_ratio)
+                      block_cost_ratio=block_cost_ratio, basis=plan.reason)
 
 
 @dataclass(frozen=True)
@@ -347,6 +376,12 @@ class _StoppingRule:
         if self.criterion == "residual":
             met = met and bool(np.all(r[sel] <= target))
         return sel, bounds, met
+
+
+def _default_ncv(which: str, wanted: int, method: str, block_size: int) -> int:
+    """The default ``ncv`` before the cap at ``n`` (see :func:`eigs`)."""
+    ncv = max(5 * wanted, 20) if which == "largest" else max(2 * wanted + 1, 60)
+    return max(ncv, 4 * block_size + wanted) if method == "block" else ncv
 
 
 def _lanczos(A: Counted, stop: _StoppingRule, ncv: int, max_matvecs: int, v: Tensor, generator: torch.Generator,

@@ -374,3 +374,11 @@ def test_auto_measures_once_per_operator_and_leaves_the_solve_unchanged(spectrum
 def test_auto_with_a_basis_dtype_is_lanczos_without_measuring(hessian_op):
     res = eigs(hessian_op, k=2, tol=1e-2, method="auto", basis_dtype=torch.float32)
     assert res.method == "lanczos" and "basis_dtype" in res.method_reason and math.isnan(res.block_cost_ratio)
+
+
+def test_auto_falls_back_to_lanczos_when_block_does_not_fit_max_memory(spectrum_op, hessian_spectrum):
+    op = _TimedMatrix(spectrum_op(hessian_spectrum).A, 0.008, 0.0002)     # block would win on time
+    res = eigs(op, k=3, tol=1e-6, method="auto", max_memory=300 * 8 * 21)
+    assert res.method == "lanczos" and "does not fit max_memory" in res.method_reason, res.method_reason
+    assert "21 vectors in torch.float64" in res.basis, res.basis
+    _assert_certified_and_right(res, hessian_spectrum, "largest", 3, 1e-6)
