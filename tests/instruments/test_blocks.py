@@ -101,3 +101,22 @@ def test_the_tracker_records_block_spectra_with_their_products(mlp_problem, tmp_
     assert record["top_eigenvalues"] == [float(b.eigenvalues[0]) for b in direct.blocks]
     with pytest.raises(ValueError, match="blocks must be one of"):
         TrackerSettings(blocks="layers")
+
+
+@pytest.mark.slow
+def test_the_readme_block_spectra_snippet_runs_as_written(tmp_path, monkeypatch):
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("spectra = ls.block_spectra(")
+    snippet = text[text.rindex("```python\n", 0, start) + len("```python\n"):text.index("```", start)]
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(snippet, "README.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 9 and all(re.search(r"λ_max=.* tr=.* ± ", line) for line in lines)
+    assert (tmp_path / "block_spectra.png").is_file()
