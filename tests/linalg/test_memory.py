@@ -1,7 +1,12 @@
 """``max_memory=``: the basis dtype, device and size a budget picks, and certified results under each."""
+import re
+import weakref
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from landscape.linalg import MemoryBudgetError, eigs
 from landscape.linalg.memory import block_bytes, lanczos_bytes, plan_lanczos
@@ -73,3 +78,45 @@ def test_a_refinement_that_does_not_fit_is_skipped_and_not_certified(spectrum_op
     res = eigs(op, k=K, tol=1e-6, max_memory=lanczos_bytes(25, N, torch.float64))
     assert not res.converged and "the block refinement was skipped: max_memory" in res.reason, res.reason
     _right(eigs(op, k=K, tol=1e-6), spectrum, "largest", 1e-6)     # without the budget it is found
+
+
+class _PeakStorage(TorchDispatchMode):
+    """Peak bytes of the live storages of at least ``min_bytes`` that torch operations create inside the mode
+    (a storage is live while a tensor made inside the mode still views it)."""
+
+    def __init__(self, min_bytes):
+        super().__init__()
+        self.min_bytes, self.views, self.sizes, self.now, self.peak = min_bytes, {}, {}, 0, 0
+
+    def _release(self, key):
+        self.views[key] -= 1
+        if self.views[key] == 0:
+            self.now -= self.sizes.pop(key)
+            del self.views[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= self.min_bytes:
+                key = t.untyped_storage().data_ptr()
+                if key not in self.views:
+                    self.views[key], self.sizes[key] = 0, t.untyped_storage().nbytes()
+                    self.now += self.sizes[key]
+                    self.peak = max(self.peak, self.now)
+                self.views[key] += 1
+                weakref.finalize(t, self._release, key)
+        return out
+
+
+@pytest.mark.parametrize("which, k, b", [("largest", 5, 5), ("smallest", 5, 5), ("largest", 3, 6), ("both", 2, 4)])
+def test_stated_memory_bounds_the_peak_of_live_vectors(hessian_op, which, k, b):
+    wanted = 2 * k if which == "both" else k
+    with _PeakStorage(N * 8) as block:
+        res = eigs(hessian_op, k=k, which=which, tol=1e-6, method="block", block_size=b)
+    ncv = int(re.search(r"ncv=(\d+)", res.basis).group(1))
+    assert block.peak <= block_bytes(ncv, b, wanted, N, torch.float64), res.basis
+    with _PeakStorage(N * 8) as single:
+        res = eigs(hessian_op, k=k, which=which, tol=1e-6)
+    ncv = int(re.search(r"of (\d+) vectors", res.basis).group(1)) - 1
+    # the basis, plus the returned eigenvectors and a step's work vectors, which max_memory does not count
+    assert single.peak <= lanczos_bytes(ncv, N, torch.float64) + (wanted + 6) * N * 8, res.basis
