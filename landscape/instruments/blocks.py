@@ -98,7 +98,7 @@ def parameter_blocks(model: nn.Module, blocks: BlockSpec = "layer") -> dict[str,
       for the rest (the layer norms); parameters outside numbered layers (embeddings, final norm, head) get a
       block per owning module;
     * ``"parameter"``: one block per parameter tensor;
-    * a mapping ``{block name: parameter names or predicate (name, parameter) -> bool}``;
+    * a mapping ``{block name: a parameter name, parameter names, or a predicate (name, parameter) -> bool}``;
     * a function ``parameter name -> block name`` (``None`` leaves the parameter out).
 
     Tied parameters (GPT-2's ``lm_head`` and ``wte``) appear once, under the first name.
@@ -118,7 +118,7 @@ def parameter_blocks(model: nn.Module, blocks: BlockSpec = "layer") -> dict[str,
         owner: dict[str, str] = {}
         for block, selection in blocks.items():
             chosen = ([n for n, p in named.items() if selection(n, p)] if callable(selection)
-                      else list(selection))
+                      else [selection] if isinstance(selection, str) else list(selection))
             unknown = [n for n in chosen if n not in named]
             if unknown:
                 raise ValueError(f"block {block!r} names unknown or frozen parameters {unknown}")

@@ -49,7 +49,7 @@ def test_each_block_matches_the_principal_submatrix_of_the_dense_hessian(mlp_pro
 def test_a_custom_mapping_and_masks_select_the_blocks_coordinates(mlp_problem):
     model, loss_fn, data = mlp_problem
     mask = (torch.arange(60).reshape(3, 20) % 2 == 0).double()
-    blocks = {"head": ["4.weight"], "first": lambda name, p: name.startswith("0.")}
+    blocks = {"head": "4.weight", "first": lambda name, p: name.startswith("0.")}
     result = block_spectra(model, loss_fn, data, blocks, k=2, masks={"4.weight": mask}, exact_below=200)
     assert [b.name for b in result.blocks] == ["head", "first"] and result["head"].dim == 30
     dense = Hessian(model, loss_fn, data, params=["4.weight"], masks={"4.weight": mask}).to_dense()
