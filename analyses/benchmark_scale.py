@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from landscape.architectures import ResNet18
 from landscape.distributed import shard
 from landscape.linalg import eigs
 from landscape.operators import Hessian
@@ -62,48 +63,10 @@ class Size:
 FULL, QUICK = Size(64, 32, 100), Size(8, 8, 20)
 
 
-class BasicBlock(nn.Module):
-    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``; the shortcut is a 1x1 conv + BN when shapes change."""
-
-    def __init__(self, in_channels: int, channels: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
-    """ResNet-18 for 32x32 inputs (He et al. 2016, CIFAR variant): 3x3 stem, stages of 2 blocks of
-    ``width * 2**i`` channels (stride 2 from the second stage), global average pool, linear ``head``."""
-
-    def __init__(self, width: int = 64, num_classes: int = 10):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        blocks, channels = [], width
-        for i in range(4):
-            for j in range(2):
-                blocks.append(BasicBlock(channels, width * 2 ** i, stride=2 if i > 0 and j == 0 else 1))
-                channels = width * 2 ** i
-        self.stages = nn.Sequential(*blocks)
-        self.head = nn.Linear(channels, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.stages(self.stem(x)).mean(dim=(2, 3)))
-
-
 def problem(size: Size) -> tuple[nn.Module, Tensor, Tensor]:
     """The model (eval mode) and random CIFAR-shaped data, the same in every process."""
     torch.manual_seed(0)
-    model = ResNet18(size.width).eval()
+    model = ResNet18(3, 10, size.width).eval()
     gen = torch.Generator().manual_seed(1)
     return model, torch.randn(size.samples, 3, 32, 32, generator=gen), torch.randint(0, 10, (size.samples,),
                                                                                      generator=gen)
@@ -256,7 +219,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="Using backward")   # PyHessian's create_graph=True on .grad
     size = QUICK if args.quick else FULL
     started = time.perf_counter()
-    params = sum(p.numel() for p in ResNet18(size.width).parameters())
+    params = sum(p.numel() for p in ResNet18(3, 10, size.width).parameters())
     print(f"torch {torch.__version__}; ResNet-18 (CIFAR form, width {size.width}), {params:,} parameters, float32; "
           f"N={size.samples} random samples 3x32x32, 10 classes; {args.threads} threads; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

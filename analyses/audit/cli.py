@@ -4,17 +4,12 @@ naming the file or value and the fix), never a traceback. Each case runs ``pytho
 """
 from __future__ import annotations
 
-import atexit
-import functools
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
-from audit.common import Case, landscape_cli
-from landscape.training import Hparams, train
+from audit.common import Case, copy_of_finished_run, finished_run, landscape_cli, scratch
+from landscape.training import Hparams
 
 TINY_ARGS = ("--model", "mlp", "--model-kwargs", "widths=[8]", "--data", "teacher_student", "--data-kwargs",
              "train_size=48", "test_size=16", "input_dim=6", "num_classes=3", "--batch-size", "16",
@@ -31,25 +26,6 @@ BAD_CONFIGS = {   # config.json content, what the refusal must say
 }
 
 
-def scratch(name: str) -> Path:
-    """A fresh empty directory, removed when the process exits."""
-    path = Path(tempfile.mkdtemp(prefix=f"audit-cli-{name}-"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
-@functools.cache
-def finished_run() -> Path:
-    """The run ``landscape train TINY_ARGS`` makes, trained once in-process; cases copy it before damaging it."""
-    path = scratch("finished") / "run"
-    train(TINY, path, progress=False, device="cpu")
-    return path
-
-
-def copy_of_finished_run(name: str) -> Path:
-    return Path(shutil.copytree(finished_run(), scratch(name) / "run"))
-
-
 def train_with_config(content: bytes) -> Callable[[], str | None]:
     def run() -> str | None:
         out = scratch("config") / "run"
@@ -62,7 +38,7 @@ def train_with_config(content: bytes) -> Callable[[], str | None]:
 
 def analyze_with_config(content: bytes) -> Callable[[], str | None]:
     def run() -> str | None:
-        path = copy_of_finished_run("analyze-config")
+        path = copy_of_finished_run(TINY, "analyze-config")
         (path / "config.json").write_bytes(content)
         landscape_cli("analyze", str(path), "--out", str(path.parent / "analysis"), "--no-progress",
                       cwd=path.parent)
@@ -71,7 +47,7 @@ def analyze_with_config(content: bytes) -> Callable[[], str | None]:
 
 
 def resume_without_training_state() -> str | None:
-    path = copy_of_finished_run("state")
+    path = copy_of_finished_run(TINY, "state")
     (path / "checkpoints" / "step_000008.state.safetensors").unlink()
     landscape_cli("train", *TINY_ARGS, "--out", str(path), cwd=path.parent)
     return "landscape train resumed without the optimizer state"
@@ -99,7 +75,7 @@ def leftover_analysis(content: bytes) -> Callable[[], str | None]:
     def run() -> str | None:
         analysis = scratch("analysis")
         (analysis / "analysis.json").write_bytes(content)
-        landscape_cli("analyze", str(finished_run()), "--out", str(analysis), "--no-progress",
+        landscape_cli("analyze", str(finished_run(TINY)), "--out", str(analysis), "--no-progress",
                       "--samples", "8", cwd=analysis)
         return "landscape analyze wrote over a leftover analysis.json that is no analysis"
     return run
@@ -123,7 +99,7 @@ def locked(command: str) -> Callable[[], str | None]:
             if command == "train":
                 landscape_cli("train", *TINY_ARGS, "--out", str(target), cwd=target.parent)
             else:
-                landscape_cli("analyze", str(finished_run()), "--out", str(target), "--no-progress",
+                landscape_cli("analyze", str(finished_run(TINY)), "--out", str(target), "--no-progress",
                               "--samples", "8", cwd=target.parent)
         finally:
             holder.kill()
@@ -133,7 +109,7 @@ def locked(command: str) -> Callable[[], str | None]:
 
 
 def plot_metrics_not_utf8() -> str | None:
-    path = copy_of_finished_run("plot")
+    path = copy_of_finished_run(TINY, "plot")
     path.joinpath("metrics.jsonl").write_bytes(b'{"step": 0, "instrument": "\xff"}\n')
     landscape_cli("plot", str(path), cwd=path.parent)
     return "landscape plot drew a metrics file that is not UTF-8"

@@ -11,12 +11,17 @@ Outcomes, one per case:
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from landscape.training import Hparams, train
 
 OUTCOMES = ("named error", "correct", "silent wrong", "traceback")
 
@@ -53,6 +58,30 @@ def landscape_cli(*args: str, cwd: Path | str, env: dict[str, str] | None = None
     if "Traceback (most recent call last)" in done.stderr:
         raise CliTraceback(done.stderr[-2000:])
     raise CliRefused(done.stderr.strip() or done.stdout.strip())
+
+
+def scratch(name: str) -> Path:
+    """A fresh empty directory, removed when the process exits."""
+    path = Path(tempfile.mkdtemp(prefix=f"audit-{name}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+_FINISHED: dict[str, Path] = {}
+
+
+def finished_run(hparams: Hparams) -> Path:
+    """The run of ``hparams``, trained once per process on the CPU; cases copy it before damaging it."""
+    key = repr(hparams)
+    if key not in _FINISHED:
+        _FINISHED[key] = scratch("finished") / "run"
+        train(hparams, _FINISHED[key], progress=False, device="cpu")
+    return _FINISHED[key]
+
+
+def copy_of_finished_run(hparams: Hparams, name: str) -> Path:
+    """A private copy of :func:`finished_run`'s directory, in a fresh scratch directory named after ``name``."""
+    return Path(shutil.copytree(finished_run(hparams), scratch(name) / "run"))
 
 
 def classify(case: Case) -> tuple[str, str]:

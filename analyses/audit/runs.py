@@ -7,20 +7,16 @@ The runs are tiny (a 6-8-3 MLP on 48 teacher-student samples, float64), a few se
 """
 from __future__ import annotations
 
-import atexit
-import functools
 import hashlib
 import os
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from audit.common import Case
+from audit.common import Case, copy_of_finished_run, finished_run, scratch
 from landscape.analyze import AnalyzeSettings, analyze
 from landscape.runs import Run
 from landscape.training import Hparams, load_model, train
@@ -47,25 +43,6 @@ def interrupt_at(step: int) -> Callable:
         if s == step:
             raise Interrupt
     return callback
-
-
-def scratch(name: str) -> Path:
-    """A fresh empty directory, removed when the process exits."""
-    path = Path(tempfile.mkdtemp(prefix=f"audit-runs-{name}-"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
-@functools.cache
-def finished_run() -> Path:
-    """A finished tiny run (made once; cases copy it before damaging it)."""
-    path = scratch("finished") / "run"
-    train(TINY, path, progress=False, device="cpu")
-    return path
-
-
-def copy_of_finished_run(name: str) -> Path:
-    return Path(shutil.copytree(finished_run(), scratch(name) / "run"))
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -117,7 +94,7 @@ def tracked_resume_records_exactly() -> str | None:
 
 def bad_config_in_load_model(content: bytes) -> Callable[[], str | None]:
     def run() -> str | None:
-        path = copy_of_finished_run("config")
+        path = copy_of_finished_run(TINY, "config")
         (path / "config.json").write_bytes(content)
         load_model(path)
         return "load_model accepted a damaged config.json"
@@ -125,7 +102,7 @@ def bad_config_in_load_model(content: bytes) -> Callable[[], str | None]:
 
 
 def resume_without_training_state() -> str | None:
-    path = copy_of_finished_run("state")
+    path = copy_of_finished_run(TINY, "state")
     (path / "checkpoints" / "step_000012.state.safetensors").unlink()
     train(TINY, path, progress=False, device="cpu")
     return "resumed without the optimizer state"
@@ -156,7 +133,7 @@ def leftover_analysis(content: bytes) -> Callable[[], str | None]:
     def run() -> str | None:
         out = scratch("analysis")
         (out / "analysis.json").write_bytes(content)
-        analyze(finished_run(), out_dir=out, settings=AnalyzeSettings(samples=8), progress=False, device="cpu")
+        analyze(finished_run(TINY), out_dir=out, settings=AnalyzeSettings(samples=8), progress=False, device="cpu")
         return "analysed over a leftover analysis.json that is no analysis"
     return run
 
@@ -229,7 +206,7 @@ def permissions_follow_the_umask() -> str | None:
 
 
 def metrics_not_utf8() -> str | None:
-    path = copy_of_finished_run("metrics")
+    path = copy_of_finished_run(TINY, "metrics")
     path.joinpath("metrics.jsonl").write_bytes(b'{"step": 0, "instrument": "\xff"}\n')
     Run(path).metrics()
     return "read a metrics file that is not UTF-8"
