@@ -81,7 +81,7 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
         v = np.array([np.nan if a is None else a for a in values], dtype=float)
         e = np.array([0.0 if b is None else b for b in errors], dtype=float)
         unreliable = np.array([f is False for f in flags[0]] if flags else [False] * v.size)
-        ax.errorbar(x, v, yerr=e, fmt="-", lw=1.3, capsize=2, color=f"C{i}")
+        ax.errorbar(x, v, yerr=bounded_errors(v, e), fmt="-", lw=1.3, capsize=2, color=f"C{i}")
         ax.plot(x[~unreliable], v[~unreliable], "o", ms=3.5, color=f"C{i}")
         if unreliable.any():
             draw_unreliable(ax, x[unreliable], v[unreliable], f"C{i}")
@@ -106,6 +106,17 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
 
 
 UNRELIABLE_LABEL = "unreliable (error > ½ value)"
+
+
+def bounded_errors(values: Any, errors: Any) -> np.ndarray:
+    """``yerr`` for ``Axes.errorbar``: the ``(2, n)`` lower and upper half-widths, missing or infinite errors as
+    none, and the lower ones cut at 0 when no value is negative (a non-negative quantity's bar stays above 0)."""
+    v = np.asarray(values, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    e = np.where(np.isfinite(e), e, 0.0)
+    finite = v[np.isfinite(v)]
+    lower = np.minimum(e, np.where(np.isfinite(v), np.maximum(v, 0.0), e)) if finite.size and finite.min() >= 0 else e
+    return np.vstack([lower, e])
 
 
 def draw_unreliable(ax, x: Any, y: Any, color: str, marker: str = "o") -> None:

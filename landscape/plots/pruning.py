@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from landscape.linalg import SpectralDensity
-from landscape.plots.analysis import draw_unreliable
+from landscape.plots.analysis import bounded_errors, draw_unreliable
 from landscape.plots.surface import _figure
 
 REMAINING_LABEL = "weights remaining (%)"
@@ -130,10 +130,10 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
                 ax.axhline(float(y.mean()), color="k", ls="--", lw=1,
                            label="dense (unreliable)" if unreliable.any() else "dense")
                 if np.isfinite(error).any():
-                    ax.axhspan(float(y.mean() - np.nanmax(error)), float(y.mean() + np.nanmax(error)), color="k",
-                               alpha=0.08, lw=0)
+                    (low,), (high,) = bounded_errors([y.mean()], [np.nanmax(error)])
+                    ax.axhspan(float(y.mean() - low), float(y.mean() + high), color="k", alpha=0.08, lw=0)
             else:
-                ax.errorbar(x, y, yerr=np.where(np.isfinite(error), error, 0.0) if np.isfinite(error).any() else None,
+                ax.errorbar(x, y, yerr=bounded_errors(y, error) if np.isfinite(error).any() else None,
                             fmt="-", lw=1.3, capsize=2, color=f"C{i}", label=name)
                 ax.plot(x[~unreliable], y[~unreliable], "o", ms=3, color=f"C{i}")
                 if unreliable.any():

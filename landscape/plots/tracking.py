@@ -26,7 +26,7 @@ from matplotlib.colors import Normalize, SymLogNorm
 from matplotlib.figure import Figure
 
 from landscape.linalg import SpectralDensity
-from landscape.plots.analysis import draw_unreliable
+from landscape.plots.analysis import bounded_errors, draw_unreliable
 from landscape.plots.surface import _figure, save_figure
 from landscape.runs import Run
 
@@ -167,7 +167,7 @@ def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: boo
     y = np.array(values, dtype=float)
     e = _finite(np.array([err if isinstance(err, (int, float)) else 0.0 for err in errors], dtype=float))
     unreliable = np.array([s.reliable is not None and r.get(s.reliable) is False for r in recs])
-    ax.errorbar(steps, y, yerr=e if s.error else None, fmt="-", lw=1.2, capsize=2, color=color,
+    ax.errorbar(steps, y, yerr=bounded_errors(y, e) if s.error else None, fmt="-", lw=1.2, capsize=2, color=color,
                 label=f"{s.label}{tag}" if several else None)
     ax.plot(steps[~unreliable], y[~unreliable], marker, ms=3, ls="none", color=color)
     if unreliable.any():
