@@ -15,9 +15,10 @@ the one adapter between the two (the training integrations reuse it):
   (``transformers`` casts the logits to float32 first, which would cap a float64 Hessian at float32 precision);
 * :func:`lm_batch` turns a dict batch into ``(input_ids, labels)``.
 
-The operators weight a batch by its number of sequences, so the curvature is that of the mean over all
-predicted tokens when every sequence has the same number of them (packed sequences of one length, the
-token data sets of :mod:`landscape.data.registry`); padded batches are refused.
+Both carry ``normaliser(labels)``, the number ``|P|`` of a batch's predicted tokens, so the operators weight
+batch ``b`` by ``|P_b| / Σ|P|`` (:mod:`landscape.operators.reduction`): the curvature is exactly that of the
+mean over all predicted tokens of the data, whatever the batches' sizes and ``-100`` labels. Batches padded
+through an ``attention_mask`` are refused by :func:`lm_batch` (label the padding ``-100`` instead).
 """
 from __future__ import annotations
 
@@ -58,8 +59,18 @@ def next_token_loss(logits: Tensor, labels: Tensor) -> Tensor:
                                        ignore_index=IGNORE_INDEX)
 
 
+def predicted_tokens(labels: Tensor) -> Tensor:
+    """``|P|``: how many tokens :func:`next_token_loss` averages over in a batch of ``labels (N, T)``."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum()
+
+
+next_token_loss.normaliser = predicted_tokens
+
+
 class NextTokenLoss(nn.Module):
     """:func:`next_token_loss` as a module (what ``Dataset.loss_fn()`` returns for token data)."""
+
+    normaliser = staticmethod(predicted_tokens)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         return next_token_loss(logits, labels)
@@ -76,7 +87,8 @@ def lm_batch(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
     ids = batch["input_ids"]
     mask = batch.get("attention_mask")
     if mask is not None and not bool((mask != 0).all()):
-        raise ValueError("the batch is padded (attention_mask has zeros): the curvature instruments weight batches "
-                         "by sequences, so pass packed sequences of one length")
+        raise ValueError("the batch is padded (attention_mask has zeros): pass packed sequences of one length, or "
+                         "right-pad with labels -100 and no attention_mask (a causal model's earlier tokens never "
+                         "see right padding)")
     labels = batch.get("labels")
     return ids, ids if labels is None else labels

@@ -113,3 +113,48 @@ def test_landscape_train_runs_a_registry_gpt2_on_token_data(tmp_path):
     result = train(hparams, tmp_path / "run", progress=False)
     assert result.steps == 4 and result.train.accuracy is None      # next-token loss: no class accuracy
     assert 0 < result.train.loss < 1.1 * torch.log(torch.tensor(16.0)).item()
+
+
+class TinyLM(nn.Module):
+    """Embedding then a linear map to the vocabulary: ``(N, T) ids -> (N, T, V) logits``."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 3)
+        self.out = nn.Linear(3, VOCAB)
+
+    def forward(self, ids):
+        return self.out(torch.tanh(self.embed(ids)))
+
+
+def test_hessian_over_batches_with_uneven_ignored_labels_is_that_of_the_mean_over_all_predicted_tokens():
+    """Batches of 3, 2 and 1 sequences whose -100 labels leave 13, 3 and 2 predicted tokens: the operator's matrix
+    is the Hessian of (1/18) sum over all 18 predicted tokens, not a mean of batch means weighted by sequences."""
+    torch.manual_seed(0)
+    model = TinyLM().double()
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, VOCAB, (6, SEQ), generator=gen)
+    labels = ids.clone()
+    labels[3:5, 2:] = -100        # the second batch predicts 3 tokens
+    labels[5, 3:] = -100          # the third predicts 2
+    labels[0, 4] = -100           # the first predicts 15 - 2 = 13
+    batches = [(ids[:3], labels[:3]), (ids[3:5], labels[3:5]), (ids[5:], labels[5:])]
+    names = [n for n, _ in model.named_parameters()]
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    shapes = [p.shape for p in model.parameters()]
+
+    def total_mean(theta):
+        params, offset = {}, 0
+        for name, shape in zip(names, shapes):
+            params[name] = theta[offset:offset + shape.numel()].view(shape)
+            offset += shape.numel()
+        logits = functional_call(model, params, (ids,))
+        kept = labels[:, 1:] != -100
+        per_token = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1),
+                                                ignore_index=-100, reduction="none")
+        return per_token.sum() / kept.sum()
+
+    dense = torch.autograd.functional.hessian(total_mean, flat)
+    H = Hessian(model, next_token_loss, batches, dtype=torch.float64)
+    ours = H.matmat(torch.eye(H.shape[0], dtype=torch.float64))
+    assert torch.allclose(ours, dense, rtol=1e-9, atol=1e-11)
