@@ -48,7 +48,7 @@ from landscape.data.registry import load_dataset
 from landscape.instruments.saddle import METHODS, saddle_index
 from landscape.linalg import MatrixOperator, eigs
 from landscape.operators import Hessian
-from landscape.runs import Run
+from landscape.foundation.runs import Run
 from landscape.training import Hparams, train
 from landscape.training.tracker import DEFAULT_INSTRUMENTS, Tracker, TrackerSettings
 

@@ -1,4 +1,4 @@
-"""Tests of landscape.analyze, landscape.report, landscape.plots.analysis and `landscape analyze` on a tiny run."""
+"""Tests of landscape.analysis.analyze, landscape.analysis.report, landscape.plots.analysis and `landscape analyze` on a tiny run."""
 import argparse
 import json
 
@@ -6,13 +6,13 @@ import matplotlib.image
 import pytest
 import torch
 
-import landscape.analyze as analyze_module
+import landscape.analysis.analyze as analyze_module
 from landscape.cli import analyze as cli_analyze
-from landscape.analyze import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings, analyze, checkpoint_files
+from landscape.analysis.analyze import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings, analyze, checkpoint_files
 from landscape.data.registry import load_dataset
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.analysis import plot_measures
-from landscape.runs import load_checkpoint
+from landscape.foundation.runs import load_checkpoint
 from landscape.training import Hparams, init_model, train
 
 SETTINGS = AnalyzeSettings(samples=100, eigenvalues=2, max_matvecs=60, trace_matvecs=6, density_steps=8,

@@ -8,9 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from landscape.analyze import AnalyzeSettings, analyze, checkpoint_files
+from landscape.analysis.analyze import AnalyzeSettings, analyze, checkpoint_files
 from landscape.cli import main
-from landscape.runs import checkpoint_step, load_checkpoint
+from landscape.foundation.runs import checkpoint_step, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,7 +101,7 @@ def test_without_model_and_data_the_error_names_the_options(user_folder, capsys)
 
 def test_registry_data_say_whose_split_they_use_and_the_split_is_an_option(tmp_path, capsys):
     torch.manual_seed(0)
-    from landscape.models import build_model
+    from landscape.models.registry import build_model
 
     model = build_model("mlp", (64,), 10, widths=[4])
     torch.save(model.state_dict(), tmp_path / "step_5.pt")
@@ -142,7 +142,7 @@ def test_checkpoint_steps_are_read_from_the_file_or_its_name(tmp_path):
 def test_registry_architectures_analyse_with_per_block_spectra(tmp_path, model, model_kwargs, data, data_kwargs,
                                                                blocks):
     from landscape.data import load_dataset
-    from landscape.models import build_model
+    from landscape.models.registry import build_model
 
     dataset = load_dataset(data, **data_kwargs)
     torch.manual_seed(0)
@@ -171,7 +171,7 @@ def test_torchvision_data_without_torchvision_is_a_named_cli_error(tmp_path, cap
 
 
 def test_barriers_without_class_labels_are_reported_in_nats_not_percentage_points():
-    from landscape.report import _barrier
+    from landscape.analysis.report import _barrier
 
     loss_only = {"test_error": None, "train_error": None, "barrier": 0.5, "frankle_barrier": 0.25}
     classified = {"test_error": [0.1, 0.2], "train_error": None, "barrier": 0.05}
@@ -195,8 +195,8 @@ def test_a_torch_dataset_is_data_for_analyze(tmp_path):
 
 
 def test_user_token_sequences_get_the_next_token_loss(tmp_path):
-    from landscape.language import next_token_loss
-    from landscape.models import build_model
+    from landscape.models.language import next_token_loss
+    from landscape.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("gpt2", (6,), 12, n_layer=1, n_embd=8, n_head=2)

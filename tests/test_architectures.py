@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.models import build_model, model_names
+from landscape.models.registry import build_model, model_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from landscape.cli import commands, main
-from landscape.runs import Run
+from landscape.foundation.runs import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,7 +121,7 @@ def test_two_train_processes_write_the_same_bytes_and_a_killed_and_resumed_one_t
 
 def test_a_second_train_on_a_directory_in_use_is_refused_naming_it_and_the_holder(tmp_path, capsys):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from landscape.locking import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from landscape.foundation.locking import "
                                "locked_directory\nwith locked_directory(sys.argv[1]):\n print('locked', flush=True); "
                                "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -174,7 +174,7 @@ def test_a_bad_config_json_is_a_named_error_in_train_analyze_and_load_model(tmp_
     assert main(["analyze", str(good), "--out", str(tmp_path / "analysis"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert problem in err and str(good / "config.json") in err
-    from landscape.runs import RunConfigError
+    from landscape.foundation.runs import RunConfigError
     from landscape.training import load_model
     with pytest.raises(RunConfigError, match=re.escape(problem)):
         load_model(good)

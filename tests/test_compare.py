@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-import landscape.compare as compare_module
-from landscape.compare import ROW_KEYS, CompareSettings, compare
+import landscape.analysis.compare as compare_module
+from landscape.analysis.compare import ROW_KEYS, CompareSettings, compare
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.pruning import plot_curvature_vs_density
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.connectivity import (InterpolationResult, barrier, interpolate, interpolate_checkpoints,
+from landscape.connectivity.interpolation import (InterpolationResult, barrier, interpolate, interpolate_checkpoints,
                                     interpolated_state, load_run_checkpoint, reset_batchnorm)
-from landscape.evaluation import evaluate
+from landscape.training.evaluation import evaluate
 
 LOSS = nn.CrossEntropyLoss()
 

@@ -1,13 +1,13 @@
-"""The curvature profile (:mod:`landscape.curvature`) against dense references, on a masked float64 model."""
+"""The curvature profile (:mod:`landscape.analysis.curvature`) against dense references, on a masked float64 model."""
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
+from landscape.analysis.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
 from landscape.operators import Hessian
-from landscape.params import ParamSpace
+from landscape.foundation.params import ParamSpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,8 +21,8 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from landscape import distributed
-from landscape.distributed import init_from_env, shard
+from landscape.data import distributed
+from landscape.data.distributed import init_from_env, shard
 from landscape.linalg import density, eigs, trace
 from landscape.operators import GGN, Fisher, Hessian
 

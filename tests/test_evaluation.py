@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from landscape.data.batches import chunked
-from landscape.evaluation import evaluate
+from landscape.training.evaluation import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

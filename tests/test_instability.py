@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import landscape.cli.instability as cli
-import landscape.instability as instability_module
-from landscape.connectivity import interpolated_state
-from landscape.instability import (RESULTS_FILE, InstabilityResult, child_name, child_seeds, instability)
+import landscape.connectivity.instability as instability_module
+from landscape.connectivity.interpolation import interpolated_state
+from landscape.connectivity.instability import (RESULTS_FILE, InstabilityResult, child_name, child_seeds, instability)
 from landscape.plots import save_figure
 from landscape.plots.instability import plot_instability
 from landscape.pruning import magnitude_masks
-from landscape.runs import Run
+from landscape.foundation.runs import Run
 from landscape.training import Hparams, Start, init_model, tensors_digest, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

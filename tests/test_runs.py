@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from landscape.locking import DirectoryLockedError, check_output_directory, locked_directory
-from landscape.runs import (CheckpointError, FileFormatError, Run, atomic_write_bytes, cached_json, decode_state,
+from landscape.foundation.locking import DirectoryLockedError, check_output_directory, locked_directory
+from landscape.foundation.runs import (CheckpointError, FileFormatError, Run, atomic_write_bytes, cached_json, decode_state,
                             encode_state, load_checkpoint, load_model_state, load_state, read_json, save_checkpoint,
                             save_state, sidecar_path)
 
@@ -162,7 +162,7 @@ def test_config_round_trip_is_json(tmp_path):
 
 
 def test_cached_json_computes_once_and_reads_back(tmp_path):
-    from landscape.runs import cached_json
+    from landscape.foundation.runs import cached_json
     calls = []
 
     def compute():
@@ -177,7 +177,7 @@ def test_cached_json_computes_once_and_reads_back(tmp_path):
 # --- byte-for-byte checkpoints, the training-state format, permissions, locks (issue 15) ---
 
 def test_safetensors_metadata_is_sorted_so_two_processes_write_the_same_bytes(tmp_path):
-    code = ("import sys, torch; from landscape.runs import deterministic_safetensors as d; "
+    code = ("import sys, torch; from landscape.foundation.runs import deterministic_safetensors as d; "
             "sys.stdout.buffer.write(d({'w': torch.arange(6.).reshape(2, 3), 'b': torch.ones(2, dtype=torch.int64)}, "
             "{k: str(i) for i, k in enumerate('hgfedcba')}))")
     blobs = {subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).stdout for _ in range(2)}
@@ -271,7 +271,7 @@ def test_read_json_names_the_file_and_the_problem(tmp_path):
 
 @pytest.mark.parametrize("config", [b"\xff\xfe not utf-8", b"{not json", b"[1, 2]"])
 def test_unreadable_config_is_a_run_config_error_naming_the_file(tmp_path, config):
-    from landscape.runs import RunConfigError
+    from landscape.foundation.runs import RunConfigError
     run = Run(tmp_path)
     run.config_path.write_bytes(config)
     with pytest.raises(RunConfigError, match="config.json") as info:
@@ -279,7 +279,7 @@ def test_unreadable_config_is_a_run_config_error_naming_the_file(tmp_path, confi
     assert str(run.config_path) in str(info.value)
 
 
-HOLD = ("import sys, time; from landscape.locking import locked_directory\n"
+HOLD = ("import sys, time; from landscape.foundation.locking import locked_directory\n"
         "with locked_directory(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)")
 
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.connectivity import interpolate, load_run_checkpoint
-from landscape.evaluation import evaluate
-from landscape.params import ParamSpace
-from landscape.surface import (Directions, LossSurface, eigen_directions, filter_directions, line_direction,
+from landscape.connectivity.interpolation import interpolate, load_run_checkpoint
+from landscape.training.evaluation import evaluate
+from landscape.foundation.params import ParamSpace
+from landscape.connectivity.surface import (Directions, LossSurface, eigen_directions, filter_directions, line_direction,
                                loss_surface, pca_directions, surface_for, surface_from_checkpoint)
 
 LOSS = nn.CrossEntropyLoss()
@@ -164,7 +164,7 @@ def test_surface_from_a_run_checkpoint_is_centred_on_it_with_its_trajectory(tmp_
 
 
 def test_filter_directions_are_drawn_on_the_models_device_in_its_widest_float(monkeypatch):
-    import landscape.surface as surface
+    import landscape.connectivity.surface as surface
     drawn = []
     real = torch.randn
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import models
-from landscape.runs import Run
+from landscape.models import registry as models
+from landscape.foundation.runs import Run
 from landscape.training import Hparams, train
 from landscape.training.tracker import INSTRUMENTS, Tracker, TrackerSettings, log_steps
 
@@ -220,7 +220,7 @@ def test_a_resumed_tracked_run_records_exactly_what_an_uninterrupted_one_records
 
 
 def test_a_metrics_file_that_is_not_utf8_is_a_named_error(tmp_path):
-    from landscape.runs import FileFormatError
+    from landscape.foundation.runs import FileFormatError
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b"\xff\xfe\n")
     model = nn.Linear(2, 1)

@@ -1,4 +1,4 @@
-"""``landscape instability``: the instability analysis of Frankle et al. (2020) (:mod:`landscape.instability`).
+"""``landscape instability``: the instability analysis of Frankle et al. (2020) (:mod:`landscape.connectivity.instability`).
 
     landscape instability --model cnn1d --data mnist1d --steps 2000it --spawn 0,50,100,200,500,1000 \\
         --replicates 3 --out runs/instability
@@ -19,11 +19,11 @@ from pathlib import Path
 from torch import Tensor
 
 from landscape.cli import add_hparams_arguments, hparams_from_args, int_list
-from landscape.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
-from landscape.locking import locked_directory
+from landscape.connectivity.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
+from landscape.foundation.locking import locked_directory
 from landscape.plots import save_figure
 from landscape.plots.instability import plot_instability
-from landscape.runs import load_checkpoint
+from landscape.foundation.runs import load_checkpoint
 from landscape.training import Start
 
 HELP = "instability analysis: barrier between copies spawned at step k and trained on different data orders"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape.connectivity import interpolate_checkpoints
-from landscape.locking import locked_directory
+from landscape.connectivity.interpolation import interpolate_checkpoints
+from landscape.foundation.locking import locked_directory
 from landscape.plots import save_interpolation
 
 HELP = "loss and error along the straight line between two checkpoints, with barriers"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape.locking import check_output_directory
+from landscape.foundation.locking import check_output_directory
 from landscape.plots.tracking import save_tracking
 
 HELP = "plot every tracked quantity of a run over training, and its spectral densities, as one figure"

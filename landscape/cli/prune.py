@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from landscape.cli import add_hparams_arguments, add_settings_arguments, hparams_from_args, settings_from_args
-from landscape.locking import locked_directory
+from landscape.foundation.locking import locked_directory
 from landscape.training import Hparams
 from landscape.pruning.at_init import AT_INIT_METHODS
 from landscape.pruning.imp import IMPResult, PruningHparams, iterative_magnitude_pruning

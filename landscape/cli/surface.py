@@ -11,9 +11,9 @@ import argparse
 from pathlib import Path
 
 from landscape.cli.interpolate import run_directory
-from landscape.locking import locked_directory
+from landscape.foundation.locking import locked_directory
 from landscape.plots import save_surface
-from landscape.surface import surface_from_checkpoint
+from landscape.connectivity.surface import surface_from_checkpoint
 
 HELP = "a 1-D or 2-D loss-surface slice around a checkpoint, with figures"
 

@@ -47,11 +47,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape.language import NextTokenLoss
-from landscape.registry import Registry
+from landscape.models.language import NextTokenLoss
+from landscape.foundation.registry import Registry
 from landscape.data.batches import Batch
-from landscape.runs import atomic_write_bytes
-from landscape.state import preserved_rng
+from landscape.foundation.runs import atomic_write_bytes
+from landscape.foundation.state import preserved_rng
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Dataset:
         description: one paragraph saying what the data are and where they come from.
         next_token: the inputs are token ids ``(N, T)``, the targets the same sequences (labels), the model's
             outputs logits ``(N, T, num_classes)`` and the loss next-token cross-entropy
-            (:func:`landscape.language.next_token_loss`); ``num_classes`` is the vocabulary size.
+            (:func:`landscape.models.language.next_token_loss`); ``num_classes`` is the vocabulary size.
     """
     name: str
     train: Batch

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.integrations.extras import require
-from landscape.runs import Run
+from landscape.foundation.runs import Run
 from landscape.training.sinks import scalar_metrics
 from landscape.training.tracker import Tracker
 

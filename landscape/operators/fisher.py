@@ -40,7 +40,7 @@ from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.likelihoods import Sampler, sampler_for
 from landscape.operators.reduction import loss_reduction, refuse_ignored_targets, refuse_weighted_mean
-from landscape.params import ParamSpace
+from landscape.foundation.params import ParamSpace
 
 CHUNK_BYTES = 2 ** 26
 RANK_STRIDE = 2 ** 32

@@ -6,7 +6,7 @@ from torch import nn
 
 from landscape.cli import plot as plot_command
 from landscape.plots.tracking import plot_tracking
-from landscape.runs import Run
+from landscape.foundation.runs import Run
 from landscape.training.tracker import INSTRUMENTS, Tracker, TrackerSettings
 
 

@@ -3,7 +3,7 @@ import torch
 
 from landscape.cli import main
 from landscape.pruning import run_masks
-from landscape.runs import load_checkpoint
+from landscape.foundation.runs import load_checkpoint
 from landscape.training import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,7 @@ import landscape.pruning.imp as imp_module
 from landscape.operators import Hessian
 from landscape.pruning import (PruningHparams, control_dir, iterative_magnitude_pruning, load_imp, prune_to_density,
                                pruning_distance, round_dir, run_masks)
-from landscape.runs import Run, RunConfigError
+from landscape.foundation.runs import Run, RunConfigError
 from landscape.training import Hparams, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,7 @@ orders, land in one linearly connected minimum. For a run's hyperparameters and 
    data-order seeds ``(s + 2r + 1, s + 2r + 2)``, s the run's ``data_order_seed``, and are trained to the
    run's last step T; nothing else differs between them;
 3. the straight path θ(α) = θ_A + α (θ_B − θ_A) between the two final networks is evaluated on the train
-   and test splits (:func:`landscape.connectivity.interpolate`, BatchNorm statistics recomputed on the
+   and test splits (:func:`landscape.connectivity.interpolation.interpolate`, BatchNorm statistics recomputed on the
    training split at every α by default), and its barriers are recorded:
 
    * the *instability* of Frankle et al., max_α E(α) − ½ (E(0) + E(1)), E the classification error
@@ -31,7 +31,7 @@ step k₀ (weights of a dense run at k₀, fresh optimizer) is analysed with
 ``start=Start.rewind(dense_run, k0), masks=ticket, spawn_steps=[k0]``: the trunk is then the rewound,
 masked network itself, and the children are two rewound copies trained on different data orders.
 
-Layout of ``out_dir`` (every child a run directory, :mod:`landscape.runs`)::
+Layout of ``out_dir`` (every child a run directory, :mod:`landscape.foundation.runs`)::
 
     instability.json                the results (InstabilityResult), rewritten atomically after each pair
     trunk_000500/                   the trunk, trained to step 500
@@ -59,12 +59,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from landscape.connectivity import (Barrier, Definition, InterpolationResult, Quantity, alpha_grid, interpolate,
+from landscape.connectivity.interpolation import (Barrier, Definition, InterpolationResult, Quantity, alpha_grid, interpolate,
                                     load_run_checkpoint)
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import load_dataset
-from landscape.devices import torch_device
-from landscape.runs import atomic_write_json, read_json
+from landscape.foundation.devices import torch_device
+from landscape.foundation.runs import atomic_write_json, read_json
 from landscape.training import Hparams, Start, tensors_digest, train
 
 SPLITS = ("train", "test")
@@ -113,7 +113,7 @@ class PairResult:
 
     def barrier(self, split: str = "test", quantity: Quantity = "error",
                 definition: Definition = "frankle") -> Barrier:
-        """The barrier of the ``quantity`` curve on ``split`` (see :func:`landscape.connectivity.barrier`)."""
+        """The barrier of the ``quantity`` curve on ``split`` (see :func:`landscape.connectivity.interpolation.barrier`)."""
         if split not in self.paths:
             raise KeyError(f"split {split!r} was not measured; measured: {sorted(self.paths)}")
         return self.paths[split].barrier_of(quantity, definition)
@@ -269,9 +269,9 @@ def instability(hparams: Hparams, spawn_steps: Iterable[int], out_dir: str | Pat
         start: where the trunk starts (e.g. ``Start.rewind(dense_run, k0)`` for a lottery ticket); step 0
             from ``init_seed`` by default.
         splits: the data splits to measure the path on, among ``"train"`` and ``"test"``.
-        points, alphas: the α grid (:func:`landscape.connectivity.alpha_grid`).
+        points, alphas: the α grid (:func:`landscape.connectivity.interpolation.alpha_grid`).
         state, batchnorm: what is interpolated and how BatchNorm statistics are set
-            (:func:`landscape.connectivity.interpolate`; reset uses the training split).
+            (:func:`landscape.connectivity.interpolation.interpolate`; reset uses the training split).
         device: where to train and measure; CUDA when available by default.
         progress: show progress bars.
 

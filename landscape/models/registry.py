@@ -15,12 +15,12 @@ cnn1d      three strided 1-D convolutions + linear head (the MNIST-1D paper's CN
 lenet300   LeNet-300-100 of the lottery-ticket papers (Frankle and Carbin 2019), sized to the input
 resnet1d   a small 1-D residual network with BatchNorm (stem, basic blocks, global average pool)
 resnet18   ResNet-18 in the CIFAR form (3x3 stem, no max-pool), BatchNorm, ``width`` channels in the
-           first stage (64 is the standard network) (:mod:`landscape.architectures`)
+           first stage (64 is the standard network) (:mod:`landscape.models.architectures`)
 vit        Vision Transformer (Dosovitskiy et al. 2021), patch size, width, depth, heads configurable;
-           ViT-B/16 with its options set to the paper's (:mod:`landscape.architectures`)
+           ViT-B/16 with its options set to the paper's (:mod:`landscape.models.architectures`)
 gpt2       GPT-2 (Radford et al. 2019) built from a ``transformers.GPT2Config`` (``n_layer``, ``n_embd``,
            ``n_head``), randomly initialised, nothing downloaded; inputs are token ids ``(N, T)`` and the
-           outputs logits ``(N, T, vocab)`` (:mod:`landscape.language`)
+           outputs logits ``(N, T, vocab)`` (:mod:`landscape.models.language`)
 =========  =====================================================================================
 
 ``torchvision:NAME`` builds ``torchvision.models.NAME(weights=None, num_classes=...)`` (randomly initialised)
@@ -37,9 +37,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from landscape.architectures import ResNet18, ViT
-from landscape.language import CausalLM
-from landscape.registry import Registry
+from landscape.models.architectures import ResNet18, ViT
+from landscape.models.language import CausalLM
+from landscape.foundation.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 TORCHVISION_PREFIX = "torchvision:"

@@ -17,7 +17,7 @@ With torchrun (the README shows this command; ``analyze`` is the CLI's analysis 
 or in a script of your own, launched the same way (``torchrun --nproc-per-node 2 script.py``)::
 
     import torch.distributed as dist
-    from landscape import distributed
+    from landscape.data import distributed
     from landscape.linalg import eigs
     from landscape.operators import Hessian
 
@@ -123,7 +123,7 @@ def check_group(group: Any, device: torch.device) -> tuple[int, int]:
     ``device`` (NCCL needs CUDA tensors)."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("process_group given but torch.distributed is not initialised: call "
-                           "torch.distributed.init_process_group (or landscape.distributed.init_from_env) first")
+                           "torch.distributed.init_process_group (or landscape.data.distributed.init_from_env) first")
     if not isinstance(group, dist.ProcessGroup):
         raise TypeError(f"process_group must be a torch.distributed.ProcessGroup (e.g. dist.group.WORLD), "
                         f"got {type(group).__name__}")

@@ -35,9 +35,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
 from landscape.data.batches import as_batches, chunked, to_device
-from landscape.evaluation import LossFn, evaluate
-from landscape.runs import Run, atomic_write_bytes, load_checkpoint, load_model_state
-from landscape.state import model_mode, preserved_rng
+from landscape.training.evaluation import LossFn, evaluate
+from landscape.foundation.runs import Run, atomic_write_bytes, load_checkpoint, load_model_state
+from landscape.foundation.state import model_mode, preserved_rng
 
 Endpoint = Union[nn.Module, Mapping[str, Tensor], str, os.PathLike]
 Definition = Literal["frankle", "entezari"]
@@ -143,7 +143,7 @@ class InterpolationResult:
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` written atomically (:func:`landscape.runs.atomic_write_bytes`): readers never see half a file."""
+    """``np.savez`` written atomically (:func:`landscape.foundation.runs.atomic_write_bytes`): readers never see half a file."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -151,7 +151,7 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 def state_of(endpoint: Endpoint) -> dict[str, Tensor]:
     """The state dict of a model (detached tensors, not copies), a state dict itself, or the state dict in a
-    checkpoint file (read safely by :func:`landscape.runs.load_checkpoint`)."""
+    checkpoint file (read safely by :func:`landscape.foundation.runs.load_checkpoint`)."""
     if isinstance(endpoint, nn.Module):
         return endpoint.state_dict()
     if isinstance(endpoint, Mapping):

@@ -9,7 +9,7 @@ A run directory holds::
 
 Every file is written to a temporary file in the same directory and moved into place with
 ``os.replace``, so a crash leaves either the old file or the new one, never half of one (a killed
-writer's temporary files are removed by the next writer, :mod:`landscape.locking`); every file gets the
+writer's temporary files are removed by the next writer, :mod:`landscape.foundation.locking`); every file gets the
 permissions the user's umask gives a new file (0644 under the usual 022). The sidecar is written before
 the weights, so a weights file marks a complete checkpoint.
 

@@ -1,5 +1,5 @@
-"""The standard curvature profile of one trained network, shared by :mod:`landscape.analyze` (checkpoints) and
-:mod:`landscape.compare` (tickets against the dense network), so that both measure on the same footing.
+"""The standard curvature profile of one trained network, shared by :mod:`landscape.analysis.analyze` (checkpoints) and
+:mod:`landscape.analysis.compare` (tickets against the dense network), so that both measure on the same footing.
 
 With ``H`` the Hessian of the mean training loss on the first ``samples`` training samples, restricted to the
 coordinates a pruning mask keeps (the principal submatrix ``P^T H P``; :class:`landscape.operators.Hessian`
@@ -26,7 +26,7 @@ The eigen solves are shared: the saddle index, the escape dimensions and flatnes
 
 Distributed (``process_group=``, e.g. under ``torchrun``): every rank passes its shard of the curvature samples
 (:func:`curvature_batches` with ``rank`` and ``world_size``) and runs the same call; the operator and the Fisher
-trace sum over the ranks (:mod:`landscape.distributed`), so every rank returns the profile of all the samples.
+trace sum over the ranks (:mod:`landscape.data.distributed`), so every rank returns the profile of all the samples.
 """
 from __future__ import annotations
 
@@ -38,13 +38,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from landscape.connectivity import EVAL_BATCH
+from landscape.connectivity.interpolation import EVAL_BATCH
 from landscape.data.batches import chunked
-from landscape.distributed import shard
+from landscape.data.distributed import shard
 from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
 from landscape.linalg import SpectralDensity, density, eigs, trace
 from landscape.operators import Hessian
-from landscape.settings import Settings, setting
+from landscape.foundation.settings import Settings, setting
 
 CURVATURE_KEYS = ("weights", "top_eigenvalues", "top_residuals", "bottom_eigenvalues", "bottom_residuals",
                   "eigs_converged", "trace", "trace_stderr", "saddle_index", "saddle_index_error",
@@ -76,7 +76,7 @@ class CurvatureSettings(Settings):
 def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int, rank: int = 0,
                       world_size: int = 1) -> list[tuple[Tensor, Tensor]]:
     """The first ``samples`` samples of ``batches`` (rank ``rank``'s contiguous part of them, see
-    :func:`landscape.distributed.shard`), in batches of at most :data:`landscape.connectivity.EVAL_BATCH`."""
+    :func:`landscape.data.distributed.shard`), in batches of at most :data:`landscape.connectivity.interpolation.EVAL_BATCH`."""
     x, y = shard(tuple(torch.cat(parts)[:samples] for parts in zip(*batches)), rank, world_size)
     return chunked(x, y, EVAL_BATCH)
 

@@ -1,19 +1,19 @@
 """Post-hoc analysis of saved checkpoints: curvature at each, barriers between consecutive ones.
 
 For every checkpoint: train and test loss and accuracy, and the curvature profile of
-:mod:`landscape.curvature` (extreme Hessian eigenpairs with residuals, trace, spectral density, saddle index,
+:mod:`landscape.analysis.curvature` (extreme Hessian eigenpairs with residuals, trace, spectral density, saddle index,
 escape dimensions, flatness, empirical Fisher trace) on the first ``samples`` training samples, restricted to the
 weights a pruning mask keeps when the run has one.
 
 Between consecutive checkpoints A, B: the loss and error along θ(α) = θ_A + α (θ_B − θ_A)
-(:func:`landscape.connectivity.interpolate`) and the barriers above the chord between the endpoints,
+(:func:`landscape.connectivity.interpolation.interpolate`) and the barriers above the chord between the endpoints,
 ``max_α [E(α) − ((1 − α) E(0) + α E(1))]`` (Entezari et al. 2022), of the test error (a fraction) and of the
 train loss (nats); and Frankle et al.'s (2020) ``max_α E(α) − ½ (E(0) + E(1))`` of the test error, which for
 endpoints of unequal error is at least half their difference, so it is meaningful between networks of similar
 error (e.g. late checkpoints) rather than along early training.
 
 Output in ``out_dir``: ``analysis.json`` (rewritten atomically after each checkpoint and each pair),
-``figures/*.png`` and ``report.md`` (:mod:`landscape.report`). Each result is stored under a key made of
+``figures/*.png`` and ``report.md`` (:mod:`landscape.analysis.report`). Each result is stored under a key made of
 the checkpoint's tensor digest, the digest of the data it was measured on and the settings, so an
 interrupted or repeated analysis recomputes nothing already in ``analysis.json``.
 """
@@ -30,108 +30,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
-from landscape.connectivity import EVAL_BATCH, InterpolationResult, RunCheckpoint, interpolate, load_run_checkpoint
-from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
+from landscape.connectivity.interpolation import EVAL_BATCH, RunCheckpoint, interpolate, load_run_checkpoint
+from landscape.analysis.curvature import curvature_batches, measure_curvature
+from landscape.analysis.report import write_report
+from landscape.analysis.results import Analysis, AnalyzeSettings, density_to_json
 from landscape.data.batches import chunked
 from landscape.data.external import tensors_from_dataset
 from landscape.data.registry import TORCHVISION_PREFIX, Dataset, dataset_names, load_dataset
-from landscape.devices import torch_device
-from landscape.distributed import check_group
-from landscape.evaluation import evaluate
-from landscape.instruments.blocks import PARTITIONS, block_spectra
-from landscape.language import NextTokenLoss
-from landscape.linalg import SpectralDensity
-from landscape.models import build_model, model_names
-from landscape.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
-from landscape.settings import setting
+from landscape.foundation.devices import torch_device
+from landscape.data.distributed import check_group
+from landscape.training.evaluation import evaluate
+from landscape.instruments.blocks import block_spectra
+from landscape.models.language import NextTokenLoss
+from landscape.models.registry import build_model, model_names
+from landscape.foundation.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
 from landscape.training import tensors_digest
 
 FORMAT = 3   # 3: the saddle index carries its total error, reliable and reason
-CHECKPOINT_KEYS = ("key", "label", "path", "run", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                   *CURVATURE_KEYS, "density", "seconds")
-PAIR_KEYS = ("key", "a", "b", "alphas", "train_loss", "train_error", "test_loss", "test_error", "barrier",
-             "loss_barrier", "frankle_barrier")
-
-
-@dataclass(frozen=True)
-class AnalyzeSettings(CurvatureSettings):
-    """How much work each measurement gets (the CLI builds its options from these fields and help strings)."""
-    points: int = setting(11, "alpha values on each interpolation path between checkpoints, endpoints included")
-    split: str = setting("train", "the split whose first `samples` samples the Hessian and Fisher are measured on: "
-                                  "train or test (loss and accuracy are reported on both)", identity=False)
-    blocks: str = setting("", "also measure per-block Hessian spectra (Zhang et al. 2024): layer, transformer or "
-                              "parameter (empty: none)", identity=False)
-
-    def __post_init__(self) -> None:
-        if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
-        if self.blocks and self.blocks not in PARTITIONS:
-            raise ValueError(f"blocks must be one of {', '.join(PARTITIONS)} (or empty), got {self.blocks!r}")
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """What :func:`analyze` measured and wrote.
-
-    Attributes:
-        checkpoints: one dict per checkpoint (keys :data:`CHECKPOINT_KEYS`), in the order analysed.
-        pairs: one dict per pair of consecutive checkpoints (keys :data:`PAIR_KEYS`).
-        out_dir: where ``analysis.json``, ``report.md`` and ``figures/`` are. figures: ``{name: PNG path}``.
-        computed: how many checkpoint and pair results this call computed (the rest came from the JSON).
-        data: what the data are and which split was measured (printed by the CLI, stated in the report).
-    """
-    checkpoints: tuple[dict[str, Any], ...]
-    pairs: tuple[dict[str, Any], ...]
-    settings: AnalyzeSettings
-    out_dir: Path
-    figures: dict[str, Path]
-    computed: int
-    data: str = ""
-
-    @property
-    def json_path(self) -> Path:
-        return self.out_dir / "analysis.json"
-
-    @property
-    def report_path(self) -> Path:
-        return self.out_dir / "report.md"
-
-    def densities(self) -> dict[str, SpectralDensity]:
-        """``{checkpoint label: SpectralDensity}`` rebuilt from the stored nodes and weights."""
-        return {c["label"]: density_from_json(c["density"]) for c in self.checkpoints}
-
-    def paths(self) -> dict[str, InterpolationResult]:
-        """``{"A → B": InterpolationResult}`` of the consecutive pairs, on the test split (the train split when the
-        data have no test split)."""
-        results = {}
-        for p in self.pairs:
-            split = "test" if p["test_loss"] is not None else "train"
-            name = f"{p['a']} → {p['b']}"
-            results[name] = InterpolationResult(alphas=np.asarray(p["alphas"]), loss=np.asarray(p[f"{split}_loss"]),
-                                                error=None if p[f"{split}_error"] is None
-                                                else np.asarray(p[f"{split}_error"]), name=name)
-        return results
-
-
-def density_to_json(d: SpectralDensity) -> dict[str, Any]:
-    """A spectral density as plain data (nodes and weights are ``runs × steps`` lists)."""
-    return {"nodes": d.nodes.tolist(), "weights": d.weights.tolist(), "dim": d.dim, "matvecs": d.matvecs}
-
-
-def density_from_json(d: Mapping[str, Any]) -> SpectralDensity:
-    """Inverse of :func:`density_to_json`."""
-    return SpectralDensity(nodes=torch.tensor(d["nodes"], dtype=torch.float64),
-                           weights=torch.tensor(d["weights"], dtype=torch.float64), dim=int(d["dim"]),
-                           matvecs=int(d["matvecs"]))
-
-
 def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, data: Any = None,
             loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None, steps: Sequence[int] | None = None,
             model_kwargs: Mapping[str, Any] | None = None, data_kwargs: Mapping[str, Any] | None = None,
@@ -154,13 +75,13 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
         model_kwargs, data_kwargs: keyword arguments of the registry or ``package.module:factory`` factories.
         loss_fn: mean-reduced loss; default the data set's (cross-entropy for classes, MSE otherwise,
             next-token cross-entropy for token data), and for user data cross-entropy, or next-token
-            cross-entropy (:func:`landscape.language.next_token_loss`) when the inputs are integer token ids
+            cross-entropy (:func:`landscape.models.language.next_token_loss`) when the inputs are integer token ids
             ``(N, T)`` and the targets have their shape (a language model's sequences).
         steps: the steps to analyse in each run directory (default: all).
         out_dir: where to write ``analysis.json``, ``figures/`` and ``report.md``.
         settings: the measurement budget (:class:`AnalyzeSettings`).
         device: where to compute (default CUDA when available). progress: progress bars.
-        process_group: a ``torch.distributed`` group (e.g. from :func:`landscape.distributed.init_from_env`
+        process_group: a ``torch.distributed`` group (e.g. from :func:`landscape.data.distributed.init_from_env`
             under ``torchrun``) whose ranks all make this call: each rank takes its contiguous share of the
             curvature samples, the curvature operators and the Fisher trace sum over the ranks, and every
             rank gets the numbers of all the samples (to round-off). Evaluations and interpolation paths are
@@ -169,8 +90,6 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
     Returns:
         the :class:`Analysis`, already written (by rank 0).
     """
-    from landscape.report import write_report  # the report draws on this module's results
-
     out_dir = Path(out_dir)
     device = torch_device(device)
     files = checkpoint_files(targets, steps)
@@ -226,7 +145,7 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
 def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence[int] | None = None) -> list[Path]:
     """The checkpoint files of ``targets`` (see :func:`analyze`), in order: a run directory's by step; checkpoint
     files given directly (a shell glob, say) in step order when every one has a known step
-    (:func:`landscape.runs.checkpoint_step`: saved with it, or ``step_N`` in its name), else as given.
+    (:func:`landscape.foundation.runs.checkpoint_step`: saved with it, or ``step_N`` in its name), else as given.
 
     Raises:
         FileNotFoundError: a target does not exist, a run has no checkpoints, or lacks one of ``steps``.

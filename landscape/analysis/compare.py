@@ -3,18 +3,18 @@
 For a dense run and an IMP experiment (:mod:`landscape.pruning.imp`), every trained network (the dense one,
 each round's ticket, each trained control) is measured on the same footing:
 
-* test and train loss and accuracy (:func:`landscape.evaluation.evaluate`);
-* the curvature profile of :mod:`landscape.curvature` on the first ``samples`` training samples, with the
+* test and train loss and accuracy (:func:`landscape.training.evaluation.evaluate`);
+* the curvature profile of :mod:`landscape.analysis.curvature` on the first ``samples`` training samples, with the
   Hessian ``H`` and the empirical Fisher restricted to the surviving coordinates (the principal submatrix
   ``P^T H P`` on the weights the mask keeps, biases included), so that a ticket's curvature is that of the
   function it can still change: extreme eigenvalues, trace, spectral density, saddle index, escape dimensions,
   flatness (Frobenius norm, Occam term, effective dimensionality) and the Fisher trace; and the traces per
   surviving weight ``tr(H) / n`` and ``tr(F) / n``, mean curvatures comparable across densities;
-* the barrier on the straight path from the dense minimum to the network (:func:`landscape.connectivity.interpolate`):
+* the barrier on the straight path from the dense minimum to the network (:func:`landscape.connectivity.interpolation.interpolate`):
   the test-error barrier of Frankle et al. (2020), ``max_α E(α) − ½ (E(0) + E(1))`` (a fraction), and the
   train-loss barrier by the same definition (nats). The path leaves the ticket's subspace (the dense
   endpoint is dense), so it asks whether the ticket lies in the dense minimum's basin;
-* the instability of the network itself (:func:`landscape.instability.instability`): two copies from the
+* the instability of the network itself (:func:`landscape.connectivity.instability.instability`): two copies from the
   rewind point (the ticket rewound and masked, the dense net at the same step), trained on other data
   orders, and the test-error barrier between them; near zero means stable to SGD noise, which Frankle
   et al. (2020) found necessary for matching tickets;
@@ -37,19 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.connectivity import interpolate, load_run_checkpoint, save_npz
-from landscape.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
-from landscape.devices import torch_device
-from landscape.evaluation import evaluate
-from landscape.instability import instability
+from landscape.connectivity.interpolation import interpolate, load_run_checkpoint, save_npz
+from landscape.analysis.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
+from landscape.foundation.devices import torch_device
+from landscape.training.evaluation import evaluate
+from landscape.connectivity.instability import instability
 from landscape.linalg import SpectralDensity
 from landscape.linalg.uncertainty import format_estimate
-from landscape.plots.pruning import plot_accuracy_vs_density, plot_curvature_vs_density, plot_spectral_densities
-from landscape.plots.surface import save_figure
 from landscape.pruning.imp import IMPResult, load_imp
 from landscape.pruning.masks import density as density_of
-from landscape.runs import atomic_write_bytes, atomic_write_json, read_json
-from landscape.settings import setting
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, read_json
+from landscape.foundation.settings import setting
 from landscape.training import Hparams, Start
 
 ROW_KEYS = ("name", "kind", "round", "density", "test_accuracy", "test_loss", "train_accuracy", "train_loss",
@@ -118,6 +116,8 @@ class Comparison:
             + self.markdown()).encode())
         for name in self.densities:
             self._save_density(name)
+        from landscape.plots.surface import save_figure  # matplotlib: only to draw
+
         for name, fig in self.figures().items():
             save_figure(fig, self.out_dir / "figures" / f"{name}.png")
 
@@ -133,6 +133,8 @@ class Comparison:
 
     def figures(self) -> dict[str, Any]:
         """``{name: Figure}``: accuracy against density, spectral densities, curvature against density."""
+        from landscape.plots.pruning import plot_accuracy_vs_density, plot_curvature_vs_density, plot_spectral_densities
+
         curves = {}
         for kind in ("ticket", *sorted({r["kind"] for r in self.rows} - {"dense", "ticket"})):
             points = sorted((r["density"], r["test_accuracy"]) for r in self.rows if r["kind"] == kind)

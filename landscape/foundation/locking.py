@@ -7,7 +7,7 @@ into the lock file). The kernel releases a ``flock`` when its holder exits, kill
 by a killed process never blocks: the next writer takes it over. A clean exit removes the lock file.
 
 Holding the lock makes the holder the only writer, so it removes the temporary files that an earlier,
-killed writer left half-written (``.NAME.XXXX.tmp``, see :func:`landscape.runs.atomic_write_bytes`).
+killed writer left half-written (``.NAME.XXXX.tmp``, see :func:`landscape.foundation.runs.atomic_write_bytes`).
 
 The lock is re-entrant within a process (a command that locks a directory may call another that locks it
 again) and POSIX-only (``fcntl``).

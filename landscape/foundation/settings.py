@@ -1,7 +1,7 @@
 """Typed, frozen settings dataclasses whose fields carry their own help strings.
 
 Hyperparameters (:class:`landscape.training.Hparams`, :class:`landscape.pruning.PruningHparams`) and
-measurement budgets (:class:`landscape.curvature.CurvatureSettings` and the settings built on it) are
+measurement budgets (:class:`landscape.analysis.curvature.CurvatureSettings` and the settings built on it) are
 dataclasses derived from :class:`Settings`, with every field declared by :func:`setting`. The CLI builds its
 options from the fields, their types and their help strings (:func:`landscape.cli.add_settings_arguments`), and
 results are keyed by :attr:`Settings.digest`, a hash of the fields that identify the work (``identity=True``).

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
-from landscape.devices import widest_float
+from landscape.foundation.devices import widest_float
 from landscape.operators.reduction import batch_normaliser, loss_reduction
-from landscape.state import model_mode
+from landscape.foundation.state import model_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -6,10 +6,10 @@
 2. Run iterative magnitude pruning with late rewinding (:func:`landscape.pruning.iterative_magnitude_pruning`):
    each round prunes ``fraction`` of the remaining weights by global magnitude, rewinds the survivors to
    their values at step ``rewind`` (not to the initialisation: Frankle et al. 2020) and retrains.
-3. Compare ticket and dense (:func:`landscape.compare.compare`): accuracy, spectra of the restricted Hessian,
+3. Compare ticket and dense (:func:`landscape.analysis.compare.compare`): accuracy, spectra of the restricted Hessian,
    saddle index, Fisher trace and flatness per surviving weight, barrier to the dense minimum, instability to
    SGD noise.
-4. Analyse the dense run's checkpoints along training (:func:`landscape.analyze.analyze`).
+4. Analyse the dense run's checkpoints along training (:func:`landscape.analysis.analyze.analyze`).
 5. Write ``report.md`` with the figures inline to ``out`` and print where it is.
 
 Every part resumes: a rerun skips the finished trainings and measurements. ``quick=True`` shrinks everything
@@ -25,16 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 
-from landscape.analyze import Analysis, AnalyzeSettings, analyze
-from landscape.compare import CompareSettings, Comparison, compare
+from landscape.analysis.analyze import analyze
+from landscape.analysis.compare import CompareSettings, Comparison, compare
+from landscape.analysis.report import figure_links, render
+from landscape.analysis.results import Analysis, AnalyzeSettings
 from landscape.data.registry import load_dataset
+from landscape.foundation.runs import Run, atomic_write_bytes
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir
-from landscape.report import figure_links, render
-from landscape.plots.analysis import plot_measures
-from landscape.plots.surface import save_figure
-from landscape.runs import Run, atomic_write_bytes
 from landscape.training import Hparams, train
 from landscape.training.tracker import Tracker, TrackerSettings, log_steps
 
@@ -104,7 +102,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, *, progr
                            progress=progress)
     finally:
         torch.set_num_threads(threads)
-    tracked = save_figure(_tracked_figure(Run(dense_dir)), out / "figures" / "tracked.png")
+    tracked = _save_tracked_figure(Run(dense_dir), out / "figures" / "tracked.png")
     report = out / "report.md"
     atomic_write_bytes(report, _report(plan, imp.rewind_step, comparison, analysis, tracked, out).encode())
     print(f"demo report: {report}\nfigures:     {out / 'figures'}, {out / 'compare' / 'figures'}, "
@@ -126,9 +124,12 @@ def _train_dense(plan: DemoPlan, imp_dir: Path, device: str | None, progress: bo
     train(dense, round_dir(imp_dir, 0), callbacks=[tracker], device=device, progress=progress)
 
 
-def _tracked_figure(run: Run) -> Figure:
-    """The tracker's measurements during dense training: largest Hessian eigenvalue (± residual), Hessian trace and
-    empirical Fisher trace (± standard error), against the step."""
+def _save_tracked_figure(run: Run, path: Path) -> Path:
+    """Draw the tracker's measurements during dense training to ``path`` (PNG): largest Hessian eigenvalue
+    (± residual), Hessian trace and empirical Fisher trace (± standard error), against the step."""
+    from landscape.plots.analysis import plot_measures  # matplotlib: only to draw
+    from landscape.plots.surface import save_figure
+
     records = {name: {r["step"]: r for r in run.metrics(name)} for name in ("top_eigen", "trace", "fisher_trace")}
     steps = sorted(records["top_eigen"])
     series = {
@@ -137,8 +138,8 @@ def _tracked_figure(run: Run) -> Figure:
         **{label: ([records[name].get(s, {}).get("value") for s in steps],
                    [records[name].get(s, {}).get("stderr") for s in steps])
            for name, label in (("trace", "Hessian trace"), ("fisher_trace", "empirical Fisher trace"))}}
-    return plot_measures([f"step {s}" for s in steps], steps, series, xscale="symlog",
-                         title="tracked during dense training")
+    return save_figure(plot_measures([f"step {s}" for s in steps], steps, series, xscale="symlog",
+                                     title="tracked during dense training"), path)
 
 
 def _report(plan: DemoPlan, rewind_step: int, comparison: Comparison, analysis: Analysis, tracked: Path,

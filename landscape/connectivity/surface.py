@@ -13,7 +13,7 @@ parameter space:
   trajectory of checkpoints θ_1 … θ_T (Li et al. 2018, §7), with the trajectory's coordinates in that plane.
 
 Only parameters move; BatchNorm running statistics are either kept from θ (as Li et al. do) or
-recomputed at every grid point (``batchnorm="reset"``, see :func:`landscape.connectivity.reset_batchnorm`).
+recomputed at every grid point (``batchnorm="reset"``, see :func:`landscape.connectivity.interpolation.reset_batchnorm`).
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from landscape.connectivity import Endpoint, load_run_checkpoint, reset_batchnorm, save_npz, state_of
-from landscape.devices import widest_float
-from landscape.evaluation import LossFn, evaluate
-from landscape.params import ParamSpace
-from landscape.state import preserved_rng, untouched
+from landscape.connectivity.interpolation import Endpoint, load_run_checkpoint, reset_batchnorm, save_npz, state_of
+from landscape.foundation.devices import widest_float
+from landscape.training.evaluation import LossFn, evaluate
+from landscape.foundation.params import ParamSpace
+from landscape.foundation.state import preserved_rng, untouched
 
 Direction = dict[str, Tensor]
 
@@ -226,7 +226,7 @@ def loss_surface(model: nn.Module, loss_fn: LossFn, data: Any, directions: Direc
         alphas, betas: grid coordinates; default ``points`` values evenly spaced in [−span, span]
             (an odd ``points`` puts the model itself at the centre).
         batchnorm: ``"reset"`` (default) recomputes BatchNorm running statistics at every point from
-            ``bn_data`` (default ``data``), for the reason given in :func:`landscape.connectivity.interpolate`:
+            ``bn_data`` (default ``data``), for the reason given in :func:`landscape.connectivity.interpolation.interpolate`:
             the stored statistics are those of θ, not of the perturbed network. ``"keep"`` uses θ's
             statistics everywhere, as Li et al. (2018) do. Models without BatchNorm are unaffected.
         progress: a tqdm progress bar over grid points.
@@ -320,7 +320,7 @@ def surface_from_checkpoint(checkpoint: str | os.PathLike,
                             bias_bn: Literal["zero", "filter"] = "zero",
                             batchnorm: Literal["reset", "keep"] = "reset", progress: bool = True) -> LossSurface:
     """``landscape surface CKPT``: :func:`surface_for` around a run's checkpoint (a run directory or a
-    checkpoint file, see :func:`landscape.connectivity.load_run_checkpoint`) on the run's training split,
+    checkpoint file, see :func:`landscape.connectivity.interpolation.load_run_checkpoint`) on the run's training split,
     within its pruning masks; ``"pca"`` takes the run's checkpoints up to this one as the trajectory."""
     run = load_run_checkpoint(checkpoint)
     trajectory = run.trajectory() if directions == "pca" else None

@@ -1,4 +1,4 @@
-"""The figures and ``report.md`` of a checkpoint analysis (:mod:`landscape.analyze`).
+"""The figures and ``report.md`` of a checkpoint analysis (:mod:`landscape.analysis.analyze`).
 
 ``report.md`` states the settings, gives one table row per checkpoint (accuracy, extreme eigenvalues with
 residuals, trace ± standard error, saddle index, escape dimensions, Fisher trace, flatness), one per pair of
@@ -13,14 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from landscape.analyze import Analysis
+from landscape.analysis.results import Analysis
 from landscape.linalg.uncertainty import format_estimate
 from landscape.instruments.blocks import BlockSpectra
-from landscape.plots.analysis import measure_series, plot_eigenvalues, plot_measures
-from landscape.plots.blocks import plot_block_spectra
-from landscape.plots.pruning import plot_spectral_densities
-from landscape.plots.surface import plot_interpolation, save_figure
-from landscape.runs import atomic_write_bytes
+from landscape.foundation.runs import atomic_write_bytes
 
 CAPTIONS = {
     "spectral_density": "Hessian spectral densities (SLQ, Gaussian-smoothed, log density axis).",
@@ -38,6 +34,11 @@ CAPTIONS = {
 
 def draw_figures(analysis: Analysis) -> dict[str, Path]:
     """Write the analysis figures to ``out_dir/figures/*.png``; ``{name: path}``."""
+    from landscape.plots.analysis import measure_series, plot_eigenvalues, plot_measures  # matplotlib: only to draw
+    from landscape.plots.blocks import plot_block_spectra
+    from landscape.plots.pruning import plot_spectral_densities
+    from landscape.plots.surface import plot_interpolation, save_figure
+
     cps = analysis.checkpoints
     labels, steps = [c["label"] for c in cps], [c["step"] for c in cps]
     figures = {
