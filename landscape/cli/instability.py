@@ -21,8 +21,6 @@ from torch import Tensor
 from landscape.cli import add_hparams_arguments, hparams_from_args, int_list
 from landscape.connectivity.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
 from landscape.foundation.locking import locked_directory
-from landscape.plots import save_figure
-from landscape.plots.instability import plot_instability
 from landscape.foundation.runs import load_checkpoint
 from landscape.training import Start
 
@@ -59,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume the analysis, print its table and write the figure."""
+    from landscape.plots import save_figure  # matplotlib: only to draw
+    from landscape.plots.instability import plot_instability
+
     hparams = hparams_from_args(args)
     start = Start.rewind(args.rewind, min(args.spawn)) if args.rewind is not None and args.spawn else None
     out = args.out if args.out is not None else Path("runs") / f"instability_{hparams.name}"

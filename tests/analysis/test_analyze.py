@@ -8,7 +8,8 @@ import torch
 
 import landscape.analysis.analyze as analyze_module
 from landscape.cli import analyze as cli_analyze
-from landscape.analysis.analyze import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings, analyze, checkpoint_files
+from landscape.analysis.analyze import analyze, checkpoint_files
+from landscape.analysis.results import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings
 from landscape.data.registry import load_dataset
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.analysis import plot_measures
