@@ -30,7 +30,7 @@ from benchmark_solvers import CE, FULL, QUICK, make_case  # noqa: E402
 
 from landscape.data import load_dataset  # noqa: E402
 from landscape.linalg import eigs  # noqa: E402
-from landscape.models.registry import build_model  # noqa: E402
+from landscape.models import build_model  # noqa: E402
 from landscape.operators import Hessian  # noqa: E402
 
 VARIANTS = {"uncertified": {"certify": False}, "lanczos": {}, "block": {"method": "block"}}

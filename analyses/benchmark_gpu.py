@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import first_call  # noqa: E402
 
 from landscape.linalg import eigs, trace  # noqa: E402
-from landscape.models.registry import build_model  # noqa: E402
+from landscape.models import build_model  # noqa: E402
 from landscape.operators import Hessian  # noqa: E402
 from landscape.operators.methods import synchronize  # noqa: E402
 

@@ -16,8 +16,8 @@ inflate; use it with ``--threads 1``):
 * ``forward``: ``model(x)`` under ``torch.no_grad`` over both splits, eval mode: the bare forward pass;
 * ``evaluate``: :func:`landscape.evaluate` over both splits (forward + loss + accuracy);
 * ``BN reset``: :func:`landscape.connectivity.interpolation.reset_batchnorm` on the train split (BatchNorm model only);
-* ``interpolate``: :func:`landscape.connectivity.interpolation.interpolate` over ``{"train", "test"}`` with ``points`` α,
-  divided by ``points``; with BatchNorm both ``batchnorm="interpolate"`` and ``"reset"`` (the default).
+* ``interpolate``: :func:`landscape.connectivity.interpolation.interpolate` over ``{"train", "test"}`` with ``points``
+  α, divided by ``points``; with BatchNorm both ``batchnorm="interpolate"`` and ``"reset"`` (the default).
 
 Printed: milliseconds per α and the ratios to ``forward`` and to ``evaluate`` (the limit: a path's point
 needs its loss and accuracy); for ``reset`` also the ratio to its limit, ``evaluate`` + ``BN reset``.

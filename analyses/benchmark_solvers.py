@@ -84,7 +84,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from landscape.data.registry import load_dataset  # noqa: E402
 from landscape.linalg import density, eigs, trace  # noqa: E402
-from landscape.models.registry import build_model  # noqa: E402
+from landscape.models import build_model  # noqa: E402
 from landscape.operators import Hessian  # noqa: E402
 
 PH_MODULE = sys.modules["pyhessian.hessian"]   # `pyhessian.hessian` the attribute is the class

@@ -47,7 +47,7 @@ from torch import nn
 
 from landscape.data import Dataset, load_dataset
 from landscape.instruments import escape_dimensions, escape_experiment, minimize, widen
-from landscape.models.registry import build_model
+from landscape.models import build_model
 from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
 from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cached_json

@@ -61,7 +61,7 @@ def _child(device_name: str, samples: int, repeats: int, threads: int) -> dict:
     from torch import nn
 
     from landscape.linalg import eigs
-    from landscape.models.registry import build_model
+    from landscape.models import build_model
     from landscape.operators import Hessian
     from landscape.operators.methods import synchronize
 

@@ -1,6 +1,6 @@
-"""Edge cases of run directories, checkpoints and training (``landscape.foundation.runs``, ``landscape.foundation.locking``,
-``landscape.training``): a resumed run (tracked or not) must write exactly the bytes and records of an
-uninterrupted one, one writer per directory, a killed writer's leftovers cleaned, every file with the
+"""Edge cases of run directories, checkpoints and training (``landscape.foundation.runs``,
+``landscape.foundation.locking``, ``landscape.training``): a resumed run (tracked or not) must write exactly the bytes
+and records of an uninterrupted one, one writer per directory, a killed writer's leftovers cleaned, every file with the
 umask's permissions, and unreadable files, absent devices and bad output directories refused by name.
 
 The runs are tiny (a 6-8-3 MLP on 48 teacher-student samples, float64), a few seconds each.

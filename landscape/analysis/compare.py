@@ -10,10 +10,10 @@ each round's ticket, each trained control) is measured on the same footing:
   function it can still change: extreme eigenvalues, trace, spectral density, saddle index, escape dimensions,
   flatness (Frobenius norm, Occam term, effective dimensionality) and the Fisher trace; and the traces per
   surviving weight ``tr(H) / n`` and ``tr(F) / n``, mean curvatures comparable across densities;
-* the barrier on the straight path from the dense minimum to the network (:func:`landscape.connectivity.interpolation.interpolate`):
-  the test-error barrier of Frankle et al. (2020), ``max_α E(α) − ½ (E(0) + E(1))`` (a fraction), and the
-  train-loss barrier by the same definition (nats). The path leaves the ticket's subspace (the dense
-  endpoint is dense), so it asks whether the ticket lies in the dense minimum's basin;
+* the barrier on the straight path from the dense minimum to the network
+  (:func:`landscape.connectivity.interpolation.interpolate`): the test-error barrier of Frankle et al. (2020), ``max_α
+  E(α) − ½ (E(0) + E(1))`` (a fraction), and the train-loss barrier by the same definition (nats). The path leaves the
+  ticket's subspace (the dense endpoint is dense), so it asks whether the ticket lies in the dense minimum's basin;
 * the instability of the network itself (:func:`landscape.connectivity.instability.instability`): two copies from the
   rewind point (the ticket rewound and masked, the dense net at the same step), trained on other data
   orders, and the test-error barrier between them; near zero means stable to SGD noise, which Frankle

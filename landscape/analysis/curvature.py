@@ -76,7 +76,8 @@ class CurvatureSettings(Settings):
 def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int, rank: int = 0,
                       world_size: int = 1) -> list[tuple[Tensor, Tensor]]:
     """The first ``samples`` samples of ``batches`` (rank ``rank``'s contiguous part of them, see
-    :func:`landscape.data.distributed.shard`), in batches of at most :data:`landscape.connectivity.interpolation.EVAL_BATCH`."""
+    :func:`landscape.data.distributed.shard`), in batches of at most
+    :data:`landscape.connectivity.interpolation.EVAL_BATCH`."""
     x, y = shard(tuple(torch.cat(parts)[:samples] for parts in zip(*batches)), rank, world_size)
     return chunked(x, y, EVAL_BATCH)
 

@@ -39,9 +39,9 @@ class Command:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
-    """One option per field of the settings dataclass ``cls`` (:mod:`landscape.foundation.settings`), with its help string
-    and default: ``--name VALUE`` for numbers and strings, ``--name N,N,...`` for tuples, ``--name KEY=VALUE ...``
-    for dicts, ``--name`` / ``--no-name`` for booleans that default to false / true. :func:`settings_from_args`
+    """One option per field of the settings dataclass ``cls`` (:mod:`landscape.foundation.settings`), with its help
+    string and default: ``--name VALUE`` for numbers and strings, ``--name N,N,...`` for tuples, ``--name KEY=VALUE
+    ...`` for dicts, ``--name`` / ``--no-name`` for booleans that default to false / true. :func:`settings_from_args`
     turns them back into ``cls``."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

@@ -1,4 +1,5 @@
-"""``landscape analyze TARGET ...``: curvature at checkpoints and barriers between them (:mod:`landscape.analysis.analyze`).
+"""``landscape analyze TARGET ...``: curvature at checkpoints and barriers between them
+(:mod:`landscape.analysis.analyze`).
 
     landscape analyze runs/mlp_mnist1d_1234abcd --steps 0,1000,3000 --out runs/mlp_mnist1d_1234abcd/analysis
     landscape analyze ckpt_a.pt ckpt_b.pt --model mypkg.models:build --data mypkg.data:load --out analysis

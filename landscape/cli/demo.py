@@ -1,4 +1,5 @@
-"""``landscape demo``: train, prune, compare and analyse on MNIST-1D, and write a report (:mod:`landscape.analysis.demo`).
+"""``landscape demo``: train, prune, compare and analyse on MNIST-1D, and write a report
+(:mod:`landscape.analysis.demo`).
 
     landscape demo                 # runs/demo/report.md, under 10 minutes on 2 CPU cores
     landscape demo --quick         # a smoke test in seconds; its numbers mean nothing

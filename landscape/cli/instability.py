@@ -1,4 +1,5 @@
-"""``landscape instability``: the instability analysis of Frankle et al. (2020) (:mod:`landscape.connectivity.instability`).
+"""``landscape instability``: the instability analysis of Frankle et al. (2020)
+(:mod:`landscape.connectivity.instability`).
 
     landscape instability --model cnn1d --data mnist1d --steps 2000it --spawn 0,50,100,200,500,1000 \\
         --replicates 3 --out runs/instability

@@ -59,8 +59,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from landscape.connectivity.interpolation import (Barrier, Definition, InterpolationResult, Quantity, alpha_grid, interpolate,
-                                    load_run_checkpoint)
+from landscape.connectivity.interpolation import (Barrier, Definition, InterpolationResult, Quantity, alpha_grid,
+                                                  interpolate, load_run_checkpoint)
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import load_dataset
 from landscape.foundation.devices import torch_device
@@ -113,7 +113,8 @@ class PairResult:
 
     def barrier(self, split: str = "test", quantity: Quantity = "error",
                 definition: Definition = "frankle") -> Barrier:
-        """The barrier of the ``quantity`` curve on ``split`` (see :func:`landscape.connectivity.interpolation.barrier`)."""
+        """The barrier of the ``quantity`` curve on ``split`` (see
+        :func:`landscape.connectivity.interpolation.barrier`)."""
         if split not in self.paths:
             raise KeyError(f"split {split!r} was not measured; measured: {sorted(self.paths)}")
         return self.paths[split].barrier_of(quantity, definition)

@@ -143,7 +143,8 @@ class InterpolationResult:
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` written atomically (:func:`landscape.foundation.runs.atomic_write_bytes`): readers never see half a file."""
+    """``np.savez`` written atomically (:func:`landscape.foundation.runs.atomic_write_bytes`): readers never see half a
+    file."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())

@@ -13,7 +13,8 @@ parameter space:
   trajectory of checkpoints θ_1 … θ_T (Li et al. 2018, §7), with the trajectory's coordinates in that plane.
 
 Only parameters move; BatchNorm running statistics are either kept from θ (as Li et al. do) or
-recomputed at every grid point (``batchnorm="reset"``, see :func:`landscape.connectivity.interpolation.reset_batchnorm`).
+recomputed at every grid point (``batchnorm="reset"``, see
+:func:`landscape.connectivity.interpolation.reset_batchnorm`).
 """
 from __future__ import annotations
 
@@ -226,9 +227,10 @@ def loss_surface(model: nn.Module, loss_fn: LossFn, data: Any, directions: Direc
         alphas, betas: grid coordinates; default ``points`` values evenly spaced in [−span, span]
             (an odd ``points`` puts the model itself at the centre).
         batchnorm: ``"reset"`` (default) recomputes BatchNorm running statistics at every point from
-            ``bn_data`` (default ``data``), for the reason given in :func:`landscape.connectivity.interpolation.interpolate`:
-            the stored statistics are those of θ, not of the perturbed network. ``"keep"`` uses θ's
-            statistics everywhere, as Li et al. (2018) do. Models without BatchNorm are unaffected.
+            ``bn_data`` (default ``data``), for the reason given in
+            :func:`landscape.connectivity.interpolation.interpolate`: the stored statistics are those of θ, not of the
+            perturbed network. ``"keep"`` uses θ's statistics everywhere, as Li et al. (2018) do. Models without
+            BatchNorm are unaffected.
         progress: a tqdm progress bar over grid points.
 
     Points where the loss is not finite are NaN. Cost: one forward pass over ``data`` per grid point (plus

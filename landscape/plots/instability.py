@@ -1,8 +1,8 @@
 """Figure of an instability analysis: barrier height against the spawn step k (Frankle et al. 2020, Fig. 2).
 
-Drawn from an :class:`~landscape.connectivity.instability.InstabilityResult` (``InstabilityResult.load(<out_dir>/instability.json)``
-redraws it without recomputing), on the Agg canvas without pyplot, like :mod:`landscape.plots.surface`; save it
-with :func:`landscape.plots.save_figure` (atomic).
+Drawn from an :class:`~landscape.connectivity.instability.InstabilityResult`
+(``InstabilityResult.load(<out_dir>/instability.json)`` redraws it without recomputing), on the Agg canvas without
+pyplot, like :mod:`landscape.plots.surface`; save it with :func:`landscape.plots.save_figure` (atomic).
 """
 from __future__ import annotations
 

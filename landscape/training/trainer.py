@@ -70,7 +70,8 @@ from landscape.data.registry import Dataset, load_dataset
 from landscape.training.evaluation import Evaluation, evaluate
 from landscape.foundation.locking import locked_directory
 from landscape.models.registry import build_model
-from landscape.foundation.runs import CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint, sidecar_path
+from landscape.foundation.runs import (CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint,
+                                       sidecar_path)
 from landscape.foundation.state import preserved_rng
 from landscape.training.hparams import Hparams
 

@@ -1,4 +1,5 @@
-"""Tests of landscape.analysis.analyze, landscape.analysis.report, landscape.plots.analysis and `landscape analyze` on a tiny run."""
+"""Tests of landscape.analysis.analyze, landscape.analysis.report, landscape.plots.analysis and `landscape analyze` on
+a tiny run."""
 import argparse
 import json
 

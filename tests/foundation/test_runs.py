@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from landscape.foundation.locking import DirectoryLockedError, check_output_directory, locked_directory
-from landscape.foundation.runs import (CheckpointError, FileFormatError, Run, atomic_write_bytes, cached_json, decode_state,
-                            encode_state, load_checkpoint, load_model_state, load_state, read_json, save_checkpoint,
-                            save_state, sidecar_path)
+from landscape.foundation.runs import (CheckpointError, FileFormatError, Run, atomic_write_bytes, cached_json,
+                                       decode_state, encode_state, load_checkpoint, load_model_state, load_state,
+                                       read_json, save_checkpoint, save_state, sidecar_path)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
