@@ -32,6 +32,14 @@ def test_help_lists_every_command_with_one_line(capsys):
         assert command.help.split()[0] in line
 
 
+@pytest.mark.parametrize("command", ["train", "analyze"])
+def test_command_help_usage_names_the_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: landscape {command} [-h] ")
+
+
 def test_python_m_landscape_is_the_landscape_command():
     done = subprocess.run([sys.executable, "-m", "landscape", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "train" in done.stdout and "list" in done.stdout
