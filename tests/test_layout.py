@@ -47,12 +47,18 @@ def _imports(module: str, path: Path) -> list[tuple[str, int, bool]]:
                 base = ".".join(package + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            # ``from landscape import data``: the names may be submodules
-            names = [f"{base}.{alias.name}" if base == "landscape" else base for alias in node.names]
+            # ``from landscape.data import distributed``: the names may be submodules
+            names = [f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base for alias in node.names]
         else:
             continue
         found += [(name, node.lineno, id(node) in top_level) for name in names]
     return found
+
+
+def _is_module(name: str) -> bool:
+    """Whether the dotted ``name`` is a module or package of ``landscape``."""
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return name.split(".")[0] == "landscape" and (path.with_suffix(".py").is_file() or (path / "__init__.py").is_file())
 
 
 def _floor(module: str) -> str | None:
@@ -104,6 +110,33 @@ def test_no_import_cycle_between_subpackages():
     assert not cycles, "import cycles between subpackages:\n" + "\n".join(sorted(set(cycles)))
 
 
+def test_no_import_cycle_between_modules():
+    """No module imports, even inside a function, one that imports it back, directly or through others."""
+    modules = _modules()
+    graph = {module: set() for module in modules}
+    for module, path in modules.items():
+        for imported, _, _ in _imports(module, path):
+            while imported not in modules and "." in imported:   # ``from m import name``: the module m
+                imported = imported.rsplit(".", 1)[0]
+            if imported in modules and imported != module:
+                graph[module].add(imported)
+    done: set[str] = set()
+    cycles = []
+
+    def visit(module: str, trail: list[str]) -> None:
+        for nxt in sorted(graph[module]):
+            if nxt in trail:
+                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
+            elif nxt not in done:
+                visit(nxt, trail + [nxt])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    assert not cycles, "import cycles between modules:\n" + "\n".join(cycles)
+
+
 def test_matplotlib_imported_at_module_level_only_in_plots():
     wrong = []
     for module, path in _modules().items():
@@ -122,11 +155,13 @@ def test_matplotlib_imported_at_module_level_only_in_plots():
 def test_the_layout_checks_catch_a_violation(tmp_path):
     """The walk sees imports inside functions and resolves ``from landscape import X``."""
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from landscape import analysis\n    import landscape.cli.analyze\n")
+    source.write_text("def f():\n    from landscape import analysis\n    import landscape.cli.analyze\n"
+                      "from landscape.data import distributed, load_dataset\n")
     found = _imports("landscape.operators.m", source)
-    assert [(name, at_top) for name, _, at_top in found] == [("landscape.analysis", False),
-                                                             ("landscape.cli.analyze", False)]
-    assert [_floor(name) for name, _, _ in found] == ["analysis", "cli"]
+    assert [(name, at_top) for name, _, at_top in found] == [
+        ("landscape.data.distributed", True), ("landscape.data", True), ("landscape.analysis", False),
+        ("landscape.cli.analyze", False)]
+    assert [_floor(name) for name, _, _ in found] == ["data", "data", "analysis", "cli"]
 
 
 @pytest.mark.parametrize("modules", ["landscape", "landscape, landscape.linalg, landscape.operators"])

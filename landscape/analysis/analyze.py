@@ -70,7 +70,7 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
             ``python -m`` does), or a model-registry name (built for ``data``).
         data: ``None`` (each run's data set), a data-registry name (``torchvision:NAME`` included), a
             ``"package.module:factory"`` string or a callable returning data, a
-            :class:`~landscape.data.registry.Dataset`, ``{"train": data, "test": data}``, one training data
+            :class:`~landscape.data.dataset.Dataset`, ``{"train": data, "test": data}``, one training data
             argument (a batch or a list of batches), or a ``torch.utils.data.Dataset`` (its items stacked).
         model_kwargs, data_kwargs: keyword arguments of the registry or ``package.module:factory`` factories.
         loss_fn: mean-reduced loss; default the data set's (cross-entropy for classes, MSE otherwise,
