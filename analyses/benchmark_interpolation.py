@@ -36,8 +36,8 @@ from torch import Tensor, nn
 from landscape.connectivity.interpolation import EVAL_BATCH, interpolate, reset_batchnorm
 from landscape.data.batches import chunked
 from landscape.data.registry import load_dataset
-from landscape.training.evaluation import evaluate
 from landscape.training import Hparams, init_model
+from landscape.training.evaluation import evaluate
 
 Case = tuple[Callable[[], object], int]   # (run once, α values it covers)
 

@@ -45,9 +45,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from landscape.models.architectures import ResNet18
 from landscape.data.distributed import shard
 from landscape.linalg import eigs
+from landscape.models.architectures import ResNet18
 from landscape.operators import Hessian
 
 CE = nn.CrossEntropyLoss()

@@ -45,13 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from landscape.connectivity.surface import Directions, loss_surface
 from landscape.data import Dataset, load_dataset
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.instruments import escape_dimensions, escape_experiment, minimize, widen
 from landscape.models import build_model
 from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
-from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cached_json
-from landscape.connectivity.surface import Directions, loss_surface
 from reproduction import Progress, invocation
 
 

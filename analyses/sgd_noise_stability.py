@@ -40,11 +40,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from landscape.connectivity.instability import InstabilityResult, instability
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.plots.instability import plot_instability
 from landscape.plots.surface import ALPHA_LABEL, save_figure
 from landscape.pruning import (IMPResult, PruningHparams, RoundResult, iterative_magnitude_pruning, round_dir,
                                run_masks)
-from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, Start
 from reproduction import Progress, invocation
 

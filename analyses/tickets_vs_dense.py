@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from landscape.analysis.compare import CURVATURE_MEASURES, CompareSettings, compare
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.pruning import plot_accuracy_vs_density
 from landscape.plots.surface import save_figure
 from landscape.pruning import IMPResult, PruningHparams, iterative_magnitude_pruning, round_dir
-from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams
 from reproduction import Progress, invocation, mean_sd
 

@@ -36,21 +36,21 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
-from landscape.connectivity.interpolation import EVAL_BATCH, RunCheckpoint, interpolate, load_run_checkpoint
 from landscape.analysis.curvature import curvature_batches, measure_curvature
 from landscape.analysis.report import write_report
 from landscape.analysis.results import Analysis, AnalyzeSettings, density_to_json
+from landscape.connectivity.interpolation import EVAL_BATCH, RunCheckpoint, interpolate, load_run_checkpoint
 from landscape.data.batches import chunked
+from landscape.data.distributed import check_group
 from landscape.data.external import tensors_from_dataset
 from landscape.data.registry import TORCHVISION_PREFIX, Dataset, dataset_names, load_dataset
 from landscape.foundation.devices import torch_device
-from landscape.data.distributed import check_group
-from landscape.training.evaluation import evaluate
+from landscape.foundation.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
 from landscape.instruments.blocks import block_spectra
 from landscape.models.language import NextTokenLoss
 from landscape.models.registry import build_model, model_names
-from landscape.foundation.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
 from landscape.training import tensors_digest
+from landscape.training.evaluation import evaluate
 
 FORMAT = 3   # 3: the saddle index carries its total error, reliable and reason
 def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, data: Any = None,

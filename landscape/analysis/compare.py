@@ -37,18 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.connectivity.interpolation import interpolate, load_run_checkpoint, save_npz
 from landscape.analysis.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
-from landscape.foundation.devices import torch_device
-from landscape.training.evaluation import evaluate
 from landscape.connectivity.instability import instability
+from landscape.connectivity.interpolation import interpolate, load_run_checkpoint, save_npz
+from landscape.foundation.devices import torch_device
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, read_json
+from landscape.foundation.settings import setting
 from landscape.linalg import SpectralDensity
 from landscape.linalg.uncertainty import format_estimate
 from landscape.pruning.imp import IMPResult, load_imp
 from landscape.pruning.masks import density as density_of
-from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, read_json
-from landscape.foundation.settings import setting
 from landscape.training import Hparams, Start
+from landscape.training.evaluation import evaluate
 
 ROW_KEYS = ("name", "kind", "round", "density", "test_accuracy", "test_loss", "train_accuracy", "train_loss",
             *CURVATURE_KEYS, "lambda_max", "lambda_min", "trace_per_weight", "fisher_trace_per_weight",

@@ -41,10 +41,10 @@ from torch import Tensor, nn
 from landscape.connectivity.interpolation import EVAL_BATCH
 from landscape.data.batches import chunked
 from landscape.data.distributed import shard
+from landscape.foundation.settings import Settings, setting
 from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
 from landscape.linalg import SpectralDensity, density, eigs, trace
 from landscape.operators import Hessian
-from landscape.foundation.settings import Settings, setting
 
 CURVATURE_KEYS = ("weights", "top_eigenvalues", "top_residuals", "bottom_eigenvalues", "bottom_residuals",
                   "eigs_converged", "trace", "trace_stderr", "saddle_index", "saddle_index_error",

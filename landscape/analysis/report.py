@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from landscape.analysis.results import Analysis
-from landscape.linalg.uncertainty import format_estimate
-from landscape.instruments.blocks import BlockSpectra
 from landscape.foundation.runs import atomic_write_bytes
+from landscape.instruments.blocks import BlockSpectra
+from landscape.linalg.uncertainty import format_estimate
 
 CAPTIONS = {
     "spectral_density": "Hessian spectral densities (SLQ, Gaussian-smoothed, log density axis).",

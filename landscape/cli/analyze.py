@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from landscape.data import distributed
 from landscape.analysis.analyze import AnalyzeSettings, analyze
 from landscape.cli import add_device_arguments, add_settings_arguments, int_list, key_values, settings_from_args
+from landscape.data import distributed
 from landscape.foundation.locking import locked_directory
 
 HELP = "analyse checkpoints: Hessian spectra, trace, saddle index, Fisher trace, barriers; JSON, figures, report.md"

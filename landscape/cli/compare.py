@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
 from landscape.analysis.compare import CompareSettings, compare
+from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
 from landscape.foundation.locking import locked_directory
 
 HELP = "compare lottery tickets with the dense network: accuracy, restricted Hessian spectra, barriers, instability"

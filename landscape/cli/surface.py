@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from landscape.cli.interpolate import run_directory
-from landscape.foundation.locking import locked_directory
 from landscape.connectivity.surface import surface_from_checkpoint
+from landscape.foundation.locking import locked_directory
 
 HELP = "a 1-D or 2-D loss-surface slice around a checkpoint, with figures"
 

@@ -35,9 +35,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
 from landscape.data.batches import as_batches, chunked, to_device
-from landscape.training.evaluation import LossFn, evaluate
 from landscape.foundation.runs import Run, atomic_write_bytes, load_checkpoint, load_model_state
 from landscape.foundation.state import model_mode, preserved_rng
+from landscape.training.evaluation import LossFn, evaluate
 
 Endpoint = Union[nn.Module, Mapping[str, Tensor], str, os.PathLike]
 Definition = Literal["frankle", "entezari"]

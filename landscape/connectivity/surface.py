@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from landscape.connectivity.interpolation import Endpoint, load_run_checkpoint, reset_batchnorm, save_npz, state_of
 from landscape.foundation.devices import widest_float
-from landscape.training.evaluation import LossFn, evaluate
 from landscape.foundation.params import ParamSpace
 from landscape.foundation.state import preserved_rng, untouched
+from landscape.training.evaluation import LossFn, evaluate
 
 Direction = dict[str, Tensor]
 

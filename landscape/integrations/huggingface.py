@@ -23,9 +23,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from landscape.foundation.runs import Run
 from landscape.integrations.extras import require
 from landscape.models.language import CausalLM, lm_batch, next_token_loss
-from landscape.foundation.runs import Run
 from landscape.training.sinks import scalar_metrics
 from landscape.training.tracker import Tracker
 

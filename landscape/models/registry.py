@@ -37,9 +37,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from landscape.foundation.registry import Registry
 from landscape.models.architectures import ResNet18, ViT
 from landscape.models.language import CausalLM
-from landscape.foundation.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 TORCHVISION_PREFIX = "torchvision:"

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
 from landscape.data.distributed import StatusBuffer, check_group
+from landscape.foundation.params import ParamSpace, Selection
 from landscape.operators.checks import (DataPass, batch_statistics_modules, compare_passes, fingerprint,
                                         first_nonfinite, refuse_batch_statistics)
 from landscape.operators.compiled import CompiledFunction, CompileOption, compile_options
@@ -42,7 +43,6 @@ from landscape.operators.parallel import reduce_pass, reduce_product
 from landscape.operators.reduction import (Reduction, ReductionError, check_declared, loss_reduction,
                                            mean_normaliser, own_reduction)
 from landscape.operators.vectors import check_device, checked_block, nonfinite_input
-from landscape.foundation.params import ParamSpace, Selection
 
 DEFAULT_CACHE_BYTES = 2 ** 30
 

@@ -12,8 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from landscape.connectivity.interpolation import Definition, Quantity
 from landscape.connectivity.instability import InstabilityResult
+from landscape.connectivity.interpolation import Definition, Quantity
 from landscape.plots.surface import _figure
 
 TITLES = {"frankle": "instability (Frankle et al. 2020):\nmax error − mean of the endpoints",

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
 from landscape.foundation.devices import widest_float
-from landscape.operators.reduction import batch_normaliser, loss_reduction
 from landscape.foundation.state import model_mode
+from landscape.operators.reduction import batch_normaliser, loss_reduction
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

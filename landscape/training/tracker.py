@@ -72,15 +72,15 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.registry import load_dataset
+from landscape.foundation.runs import FileFormatError, Run
+from landscape.foundation.settings import Settings, setting
+from landscape.foundation.state import untouched
 from landscape.instruments import block_spectra, fisher_trace, flatness, saddle_index, subspace_overlap
 from landscape.instruments.blocks import PARTITIONS
 from landscape.instruments.deflation import deflated_trace
 from landscape.linalg import Eigenpairs, density, eigs
 from landscape.operators import GGN, CurvatureOperator, Hessian
 from landscape.operators.functional import LossFn
-from landscape.foundation.runs import FileFormatError, Run
-from landscape.foundation.settings import Settings, setting
-from landscape.foundation.state import untouched
 from landscape.training.hparams import Hparams
 from landscape.training.sinks import Sink
 

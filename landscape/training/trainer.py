@@ -64,15 +64,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.data.batches import chunked
-from landscape.foundation.devices import torch_device
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import Dataset, load_dataset
-from landscape.training.evaluation import Evaluation, evaluate
+from landscape.foundation.devices import torch_device
 from landscape.foundation.locking import locked_directory
-from landscape.models.registry import build_model
 from landscape.foundation.runs import (CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint,
                                        sidecar_path)
 from landscape.foundation.state import preserved_rng
+from landscape.models.registry import build_model
+from landscape.training.evaluation import Evaluation, evaluate
 from landscape.training.hparams import Hparams
 
 Callback = Callable[[nn.Module, int, Run], None]

@@ -7,15 +7,15 @@ import matplotlib.image
 import pytest
 import torch
 
-import landscape.analysis.analyze as analyze_module
-from landscape.cli import analyze as cli_analyze
 from landscape.analysis.analyze import analyze, checkpoint_files
 from landscape.analysis.results import CHECKPOINT_KEYS, PAIR_KEYS, AnalyzeSettings
+from landscape.cli import analyze as cli_analyze
 from landscape.data.registry import load_dataset
+from landscape.foundation.runs import load_checkpoint
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.analysis import plot_measures
-from landscape.foundation.runs import load_checkpoint
 from landscape.training import Hparams, init_model, train
+import landscape.analysis.analyze as analyze_module
 
 SETTINGS = AnalyzeSettings(samples=100, eigenvalues=2, max_matvecs=60, trace_matvecs=6, density_steps=8,
                            density_runs=2, points=3)

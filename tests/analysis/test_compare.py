@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-import landscape.analysis.compare as compare_module
 from landscape.analysis.compare import ROW_KEYS, CompareSettings, compare
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.pruning import plot_curvature_vs_density
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir
 from landscape.training import Hparams
+import landscape.analysis.compare as compare_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

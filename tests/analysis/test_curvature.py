@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from landscape.analysis.curvature import CURVATURE_KEYS, CurvatureSettings, curvature_batches, measure_curvature
-from landscape.operators import Hessian
 from landscape.foundation.params import ParamSpace
+from landscape.operators import Hessian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,9 +1,9 @@
 """Tests of the `landscape demo` pipeline in quick mode."""
 import re
 
-import landscape.analysis.analyze as analyze_module
 from landscape.analysis.demo import run_demo
 from landscape.foundation.runs import Run
+import landscape.analysis.analyze as analyze_module
 
 
 def test_quick_demo_writes_report_with_existing_figures_and_resumes(tmp_path, monkeypatch, capsys, one_thread):

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-import landscape.cli.instability as cli
-import landscape.connectivity.instability as instability_module
-from landscape.connectivity.interpolation import interpolated_state
 from landscape.connectivity.instability import (RESULTS_FILE, InstabilityResult, child_name, child_seeds, instability)
+from landscape.connectivity.interpolation import interpolated_state
+from landscape.foundation.runs import Run
 from landscape.plots import save_figure
 from landscape.plots.instability import plot_instability
 from landscape.pruning import magnitude_masks
-from landscape.foundation.runs import Run
 from landscape.training import Hparams, Start, init_model, tensors_digest, train
+import landscape.cli.instability as cli
+import landscape.connectivity.instability as instability_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from landscape.connectivity.interpolation import interpolate, load_run_checkpoint
-from landscape.training.evaluation import evaluate
-from landscape.foundation.params import ParamSpace
 from landscape.connectivity.surface import (Directions, LossSurface, eigen_directions, filter_directions,
                                             line_direction, loss_surface, pca_directions, surface_for,
                                             surface_from_checkpoint)
+from landscape.foundation.params import ParamSpace
+from landscape.training.evaluation import evaluate
 
 LOSS = nn.CrossEntropyLoss()
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.models import registry as models
 from landscape.foundation.runs import Run
+from landscape.models import registry as models
 from landscape.training import Hparams, train
 from landscape.training.tracker import INSTRUMENTS, Tracker, TrackerSettings, log_steps
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.models import registry as models
 from landscape.foundation.runs import CheckpointError, Run, RunConfigError
+from landscape.models import registry as models
 from landscape.training import Hparams, Start, at_steps, init_model, load_model, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
