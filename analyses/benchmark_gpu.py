@@ -10,7 +10,7 @@ Models (random initialisation, eval mode, cross-entropy):
   its running statistics), one batch of 256 Gaussian images;
 * a GPT-2-small-shaped transformer (``build_model("gpt2", (256,), 50257)``: 12 layers, 768 wide, 12 heads,
   124M parameters; ``transformers`` builds it from a config, nothing downloaded), one batch of 4 random
-  sequences of 256 tokens, next-token loss (``landscape.language.NextTokenLoss``).
+  sequences of 256 tokens, next-token loss (``landscape.models.language.NextTokenLoss``).
 
 each in float32 and in bfloat16 (parameters and products in bfloat16; the solvers' vectors in float32).
 One table, a row per measurement:
@@ -142,7 +142,7 @@ def problems(cfg: Config) -> Iterator[Problem | tuple[str, str]]:
     except ImportError as error:
         yield name, f"absent ({error})"
         return
-    from landscape.language import NextTokenLoss
+    from landscape.models.language import NextTokenLoss
     tokens = torch.randint(0, cfg.vocab, (cfg.sequences, cfg.sequence), generator=gen)
     yield Problem(name, gpt.eval().to(device), NextTokenLoss(), tokens.to(device), tokens.to(device))
 

@@ -45,10 +45,10 @@ import torch
 from torch import nn
 
 from landscape.data.registry import load_dataset
+from landscape.foundation.runs import Run
 from landscape.instruments.saddle import METHODS, saddle_index
 from landscape.linalg import MatrixOperator, eigs
 from landscape.operators import Hessian
-from landscape.runs import Run
 from landscape.training import Hparams, train
 from landscape.training.tracker import DEFAULT_INSTRUMENTS, Tracker, TrackerSettings
 

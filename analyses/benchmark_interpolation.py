@@ -5,7 +5,7 @@
 
 Issue 5 asks the evaluation of a path to cost close to its limit: one forward pass over the evaluated data
 per α, plus one over the training data when BatchNorm statistics are recomputed. This measures it on the
-MNIST-1D ``cnn1d`` (landscape.models; 32 channels) without BatchNorm and with it (``batchnorm=True``), the
+MNIST-1D ``cnn1d`` (landscape.models.registry; 32 channels) without BatchNorm and with it (``batchnorm=True``), the
 two endpoints two initialisations (the cost does not depend on the weights), float32, on the data the
 instability analysis evaluates: the train (4,000) and test (1,000) splits in chunks of 1,024.
 
@@ -15,9 +15,9 @@ inflate; use it with ``--threads 1``):
 
 * ``forward``: ``model(x)`` under ``torch.no_grad`` over both splits, eval mode: the bare forward pass;
 * ``evaluate``: :func:`landscape.evaluate` over both splits (forward + loss + accuracy);
-* ``BN reset``: :func:`landscape.connectivity.reset_batchnorm` on the train split (BatchNorm model only);
-* ``interpolate``: :func:`landscape.connectivity.interpolate` over ``{"train", "test"}`` with ``points`` α,
-  divided by ``points``; with BatchNorm both ``batchnorm="interpolate"`` and ``"reset"`` (the default).
+* ``BN reset``: :func:`landscape.connectivity.interpolation.reset_batchnorm` on the train split (BatchNorm model only);
+* ``interpolate``: :func:`landscape.connectivity.interpolation.interpolate` over ``{"train", "test"}`` with ``points``
+  α, divided by ``points``; with BatchNorm both ``batchnorm="interpolate"`` and ``"reset"`` (the default).
 
 Printed: milliseconds per α and the ratios to ``forward`` and to ``evaluate`` (the limit: a path's point
 needs its loss and accuracy); for ``reset`` also the ratio to its limit, ``evaluate`` + ``BN reset``.
@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from landscape.connectivity import EVAL_BATCH, interpolate, reset_batchnorm
+from landscape.connectivity.interpolation import EVAL_BATCH, interpolate, reset_batchnorm
 from landscape.data.batches import chunked
 from landscape.data.registry import load_dataset
-from landscape.evaluation import evaluate
 from landscape.training import Hparams, init_model
+from landscape.training.evaluation import evaluate
 
 Case = tuple[Callable[[], object], int]   # (run once, α values it covers)
 

@@ -45,9 +45,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from landscape.architectures import ResNet18
-from landscape.distributed import shard
+from landscape.data.distributed import shard
 from landscape.linalg import eigs
+from landscape.models.architectures import ResNet18
 from landscape.operators import Hessian
 
 CE = nn.CrossEntropyLoss()
@@ -158,7 +158,7 @@ def rank_run(rank: int, world: int, port: int, size: Size, tol: float) -> dict:
         spent[0] += time.perf_counter() - start
         return out
 
-    dist.all_reduce = timed   # what the operator calls, through landscape.distributed
+    dist.all_reduce = timed   # what the operator calls, through landscape.data.distributed
     H = Hessian(model, CE, shard((x, y), rank, world), method="reverse", process_group=dist.group.WORLD)
     spent[0] = 0.0
     clock = Clock()

@@ -37,12 +37,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from landscape import Tracker, TrackerSettings, evaluate, load_dataset
+from landscape.foundation.runs import Run, atomic_write_bytes, atomic_write_json
+from landscape.foundation.state import untouched
 from landscape.plots.surface import save_figure
-from landscape.runs import Run, atomic_write_bytes, atomic_write_json
-from landscape.state import untouched
 from landscape.training import Hparams, train
-from landscape.training.trainer import Callback, at_steps
 from landscape.training.tracker import log_steps
+from landscape.training.trainer import Callback, at_steps
 from reproduction import Progress, invocation
 
 KINDS = ("empirical", "true")

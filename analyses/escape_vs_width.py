@@ -15,7 +15,7 @@ mean squared error, no label noise, 200 training samples; a teacher of 4 units o
     :func:`landscape.instruments.escape_experiment` counts the Hessian eigenvalues below
     ``-tol * max|λ|`` of the narrow and the wide network and runs gradient descent from the wide point nudged
     along its escape directions (control: the narrow minimum nudged in a random direction); the loss along the
-    most negative eigenvector is sliced (:func:`landscape.surface.loss_surface`) against ``L + λ s² / 2``;
+    most negative eigenvector is sliced (:func:`landscape.connectivity.surface.loss_surface`) against ``L + λ s² / 2``;
 (b) **bad minima against width**: students of several widths from many random initialisations, each trained
     by full-batch L-BFGS on the training loss until its gradient vanishes (or an iteration cap); a run ends in a
     bad minimum if its final loss exceeds ``threshold * Var(targets)``. A student at least as wide as the
@@ -45,13 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from landscape.connectivity.surface import Directions, loss_surface
 from landscape.data import Dataset, load_dataset
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.instruments import escape_dimensions, escape_experiment, minimize, widen
 from landscape.models import build_model
 from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
-from landscape.runs import atomic_write_bytes, atomic_write_json, cached_json
-from landscape.surface import Directions, loss_surface
 from reproduction import Progress, invocation
 
 

@@ -39,8 +39,8 @@ import torch
 from matplotlib.figure import Figure
 
 from landscape import GGN, Estimate, Hessian, SpectralDensity, density, eigs, load_dataset
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.plots.surface import save_figure
-from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, train
 from reproduction import Progress, invocation
 

@@ -37,11 +37,11 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from landscape.data import load_dataset
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.instruments import minimize, saddle_index
 from landscape.linalg import MatrixOperator
 from landscape.operators import Hessian
 from landscape.plots.surface import _figure, save_figure
-from landscape.runs import atomic_write_bytes, atomic_write_json, cached_json
 from landscape.training import Hparams, load_model, train
 from reproduction import Progress, invocation, mean_sd
 

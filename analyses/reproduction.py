@@ -5,7 +5,7 @@
 
 Each script writes ``figures/NAME*.png``, ``figures/NAME.md`` (our numbers next to the paper's claim) and
 ``figures/NAME.json``; its runs are resumable (the trainer's run directories, and measurements cached with
-:func:`landscape.runs.cached_json`).
+:func:`landscape.foundation.runs.cached_json`).
 """
 from __future__ import annotations
 

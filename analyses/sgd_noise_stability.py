@@ -3,7 +3,7 @@
 Instability analysis on MNIST-1D: train a network to step k, spawn two copies that differ only in the order of
 their training batches, train both to the last step T, and measure the test-error barrier on the straight line
 between them, max_α E(α) − ½ (E(0) + E(1)) (the *instability*, in percentage points of test error;
-:mod:`landscape.instability`). With ``R`` replicates (independent pairs of data orders) per k:
+:mod:`landscape.connectivity.instability`). With ``R`` replicates (independent pairs of data orders) per k:
 
 * dense network: instability against the spawn step k, log-spaced from 0, all k sharing one trunk run;
 * IMP ticket: for each rewind step k, iterative magnitude pruning with rewinding to k
@@ -39,12 +39,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from landscape.instability import InstabilityResult, instability
+from landscape.connectivity.instability import InstabilityResult, instability
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.plots.instability import plot_instability
 from landscape.plots.surface import ALPHA_LABEL, save_figure
 from landscape.pruning import (IMPResult, PruningHparams, RoundResult, iterative_magnitude_pruning, round_dir,
                                run_masks)
-from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams, Start
 from reproduction import Progress, invocation
 

@@ -8,7 +8,7 @@ For each of three seeds (``init_seed = data_order_seed = seed``), LeNet-300-100 
 * IMP rewinding to step 0 (Frankle & Carbin 2019), no controls;
 
 then, for seed 0's late-rewinding tickets and random-pruning controls, the ticket-versus-dense comparison of
-:mod:`landscape.compare` (restricted Hessian spectra, barrier to the dense minimum, instability).
+:mod:`landscape.analysis.compare` (restricted Hessian spectra, barrier to the dense minimum, instability).
 
 Writes ``figures/tickets_vs_dense_accuracy.png``, ``..._spectra.png``, ``..._curvature.png``,
 ``figures/tickets_vs_dense.md`` (our numbers next to the papers' claims) and ``figures/tickets_vs_dense.json``.
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.compare import CURVATURE_MEASURES, CompareSettings, compare
+from landscape.analysis.compare import CURVATURE_MEASURES, CompareSettings, compare
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.pruning import plot_accuracy_vs_density
 from landscape.plots.surface import save_figure
 from landscape.pruning import IMPResult, PruningHparams, iterative_magnitude_pruning, round_dir
-from landscape.runs import atomic_write_bytes, atomic_write_json
 from landscape.training import Hparams
 from reproduction import Progress, invocation, mean_sd
 

@@ -1,44 +1,48 @@
 """landscape: loss-landscape and curvature instruments for PyTorch.
 
-Layers, bottom to top (lower layers never import higher ones):
+The package reads as the data flow, bottom to top; a floor imports only floors below it (``tests/test_layout.py``
+checks this, and that no subpackages import each other in a cycle):
 
-- ``params``, ``data``, ``models``, ``runs``, ``training``: parameter spaces, data, the model zoo, run
-  directories and reproducible training;
+- ``foundation``: parameter spaces, RNG and mode preservation, devices, settings, registries, run directories;
+- ``models``: the model registry and its architectures; ``data``: data sets, batches, sharding over processes;
 - ``operators``: matrix-free Hessian, GGN and Fisher over a model and a data set;
 - ``linalg``: solvers over any symmetric operator (eigenpairs, trace, spectral density, counts);
-- ``instruments``, ``connectivity``, ``surface``, ``instability``, ``pruning``: the measurements;
-- ``curvature`` (the standard curvature profile of a network), ``analyze`` (checkpoints) and ``compare``
-  (tickets against the dense network) on top of them;
-- ``plots``, ``cli``: figures and the ``landscape`` command.
-- ``integrations``: callbacks for Lightning and ``transformers`` and a TensorBoard sink, optional extras that
-  ``import landscape`` does not load.
+- ``instruments``: the measurements (saddle index, flatness, escape dimensions, Fisher trace, block spectra);
+- ``training``: evaluation, reproducible training, hyperparameters, the curvature tracker and its sinks;
+- ``connectivity``: interpolation paths and barriers, instability, loss surfaces;
+- ``pruning``: lottery tickets (IMP, pruning at initialisation, controls);
+- ``plots``: figures (the only floor that imports matplotlib);
+- ``analysis``: the curvature profile, ``analyze`` (checkpoints), ``compare`` (tickets against the dense
+  network), the report and the demo; they import ``plots`` only inside the functions that draw;
+- ``cli`` (the ``landscape`` command) and ``integrations`` (callbacks for Lightning and ``transformers`` and a
+  TensorBoard sink, optional extras that ``import landscape`` does not load) on top.
 
-Functions named like their module (``landscape.instability.instability``, ``landscape.compare.compare``,
-``landscape.analyze.analyze``)
-are used from their modules, so that the modules stay reachable as attributes.
+Functions named like their module (``landscape.connectivity.instability.instability``,
+``landscape.analysis.compare.compare``, ``landscape.analysis.analyze.analyze``) are used from their modules, so
+that the modules stay reachable as attributes.
 """
-from landscape.connectivity import (Barrier, InterpolationResult, interpolate, interpolate_checkpoints,
-                                    load_run_checkpoint, reset_batchnorm)
+from landscape.foundation.params import ParamSpace
+from landscape.models import build_model
 from landscape.data import as_batches, load_dataset
-from landscape.evaluation import Evaluation, evaluate
-from landscape.instruments import (BlockSpectra, EscapeDimensions, EscapeExperiment, FisherTrace, Flatness, SaddleIndex,
-                                   SubspaceOverlap, escape_dimensions, escape_experiment, fisher_trace, flatness,
-                                   saddle_index, subspace_overlap, widen, block_spectra)
+from landscape.operators import GGN, CurvatureOperator, DeterminismError, Fisher, Hessian
 from landscape.linalg import (EigenCount, Eigenpairs, Estimate, MatrixOperator, SpectralDensity, TraceEstimate,
                               density, eigencount, eigs, hutchinson, hutchpp, trace, xtrace)
-from landscape.models import build_model
-from landscape.operators import GGN, CurvatureOperator, DeterminismError, Fisher, Hessian
-from landscape.params import ParamSpace
+from landscape.instruments import (BlockSpectra, EscapeDimensions, EscapeExperiment, FisherTrace, Flatness, SaddleIndex,
+                                   SubspaceOverlap, block_spectra, escape_dimensions, escape_experiment, fisher_trace,
+                                   flatness, saddle_index, subspace_overlap, widen)
+from landscape.training import Hparams, Start, load_model, train
+from landscape.training.evaluation import Evaluation, evaluate
+from landscape.training.tracker import Tracker, TrackerSettings
+from landscape.connectivity import (Barrier, Directions, InterpolationResult, LossSurface, eigen_directions,
+                                    filter_directions, interpolate, interpolate_checkpoints, line_direction,
+                                    load_run_checkpoint, loss_surface, pca_directions, reset_batchnorm, surface_for,
+                                    surface_from_checkpoint)
 from landscape.pruning import (PruningHparams, apply_masks, iterative_magnitude_pruning, magnitude_masks,
                                pruning_distance)
-from landscape.surface import (Directions, LossSurface, eigen_directions, filter_directions, line_direction,
-                               loss_surface, pca_directions, surface_for, surface_from_checkpoint)
-from landscape.training import Hparams, Start, load_model, train
-from landscape.training.tracker import Tracker, TrackerSettings
-from landscape.curvature import CurvatureSettings, measure_curvature
-from landscape.analyze import Analysis, AnalyzeSettings
-from landscape.compare import CompareSettings, Comparison
-from landscape.demo import run_demo
+from landscape.analysis.curvature import CurvatureSettings, measure_curvature
+from landscape.analysis.results import Analysis, AnalyzeSettings
+from landscape.analysis.compare import CompareSettings, Comparison
+from landscape.analysis.demo import run_demo
 
 __all__ = [
     "Analysis", "AnalyzeSettings", "CompareSettings", "Comparison", "CurvatureSettings", "measure_curvature",

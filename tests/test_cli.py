@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from landscape.cli import commands, main
-from landscape.runs import Run
+from landscape.foundation.runs import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,6 +30,14 @@ def test_help_lists_every_command_with_one_line(capsys):
         assert "\n" not in command.help
         line = next(l for l in out.splitlines() if l.strip().startswith(command.name + " "))
         assert command.help.split()[0] in line
+
+
+@pytest.mark.parametrize("command", ["train", "analyze"])
+def test_command_help_usage_names_the_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: landscape {command} [-h] ")
 
 
 def test_python_m_landscape_is_the_landscape_command():
@@ -121,7 +129,7 @@ def test_two_train_processes_write_the_same_bytes_and_a_killed_and_resumed_one_t
 
 def test_a_second_train_on_a_directory_in_use_is_refused_naming_it_and_the_holder(tmp_path, capsys):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from landscape.locking import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from landscape.foundation.locking import "
                                "locked_directory\nwith locked_directory(sys.argv[1]):\n print('locked', flush=True); "
                                "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -174,7 +182,7 @@ def test_a_bad_config_json_is_a_named_error_in_train_analyze_and_load_model(tmp_
     assert main(["analyze", str(good), "--out", str(tmp_path / "analysis"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert problem in err and str(good / "config.json") in err
-    from landscape.runs import RunConfigError
+    from landscape.foundation.runs import RunConfigError
     from landscape.training import load_model
     with pytest.raises(RunConfigError, match=re.escape(problem)):
         load_model(good)

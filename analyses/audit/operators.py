@@ -1,4 +1,4 @@
-"""Edge cases of the curvature operators (``landscape.operators``, ``landscape.params``, the dense adapter of
+"""Edge cases of the curvature operators (``landscape.operators``, ``landscape.foundation.params``, the dense adapter of
 ``landscape.linalg``): loss reductions over uneven batches against float64 truths of the loss over ALL
 samples (``torch.func`` on a 5-6-3 tanh MLP, 20 samples in batches of 7, 8 and 5), and bad input that must
 be refused by name.

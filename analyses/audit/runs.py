@@ -1,6 +1,6 @@
-"""Edge cases of run directories, checkpoints and training (``landscape.runs``, ``landscape.locking``,
-``landscape.training``): a resumed run (tracked or not) must write exactly the bytes and records of an
-uninterrupted one, one writer per directory, a killed writer's leftovers cleaned, every file with the
+"""Edge cases of run directories, checkpoints and training (``landscape.foundation.runs``,
+``landscape.foundation.locking``, ``landscape.training``): a resumed run (tracked or not) must write exactly the bytes
+and records of an uninterrupted one, one writer per directory, a killed writer's leftovers cleaned, every file with the
 umask's permissions, and unreadable files, absent devices and bad output directories refused by name.
 
 The runs are tiny (a 6-8-3 MLP on 48 teacher-student samples, float64), a few seconds each.
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audit.common import Case, copy_of_finished_run, finished_run, scratch
-from landscape.analyze import AnalyzeSettings, analyze
-from landscape.runs import Run
+from landscape.analysis.analyze import AnalyzeSettings, analyze
+from landscape.foundation.runs import Run
 from landscape.training import Hparams, load_model, train
 from landscape.training.tracker import Tracker, TrackerSettings
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from audit.common import Case
-from landscape.analyze import AnalyzeSettings, analyze
+from landscape.analysis.analyze import AnalyzeSettings, analyze
 from landscape.instruments import saddle_index
 from landscape.linalg import MatrixOperator, density
 from landscape.linalg.uncertainty import format_estimate

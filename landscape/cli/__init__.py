@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.data.registry import dataset_description, dataset_names
-from landscape.models import model_description, model_names
+from landscape.models.registry import model_description, model_names
 from landscape.training import Hparams, train
 from landscape.training.tracker import INSTRUMENTS, Tracker
 
@@ -39,9 +39,9 @@ class Command:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
-    """One option per field of the settings dataclass ``cls`` (:mod:`landscape.settings`), with its help string
-    and default: ``--name VALUE`` for numbers and strings, ``--name N,N,...`` for tuples, ``--name KEY=VALUE ...``
-    for dicts, ``--name`` / ``--no-name`` for booleans that default to false / true. :func:`settings_from_args`
+    """One option per field of the settings dataclass ``cls`` (:mod:`landscape.foundation.settings`), with its help
+    string and default: ``--name VALUE`` for numbers and strings, ``--name N,N,...`` for tuples, ``--name KEY=VALUE
+    ...`` for dicts, ``--name`` / ``--no-name`` for booleans that default to false / true. :func:`settings_from_args`
     turns them back into ``cls``."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -129,7 +129,7 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    print("models (landscape.models.build_model):")
+    print("models (landscape.models.registry.build_model):")
     for name in model_names():
         print(f"  {name:16s} {model_description(name)}")
     print(f"  {'torchvision:NAME':16s} torchvision.models.NAME(weights=None, num_classes=...), when torchvision imports")
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n{listing}\n\n`landscape COMMAND --help` describes the options of a command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS)
     for command in every:
-        p = sub.add_parser(command.name, description=command.help)
+        p = sub.add_parser(command.name, description=command.help, prog=f"landscape {command.name}")
         command.configure(p)
         p.set_defaults(handler=command.run)
     return parser

@@ -1,4 +1,5 @@
-"""``landscape analyze TARGET ...``: curvature at checkpoints and barriers between them (:mod:`landscape.analyze`).
+"""``landscape analyze TARGET ...``: curvature at checkpoints and barriers between them
+(:mod:`landscape.analysis.analyze`).
 
     landscape analyze runs/mlp_mnist1d_1234abcd --steps 0,1000,3000 --out runs/mlp_mnist1d_1234abcd/analysis
     landscape analyze ckpt_a.pt ckpt_b.pt --model mypkg.models:build --data mypkg.data:load --out analysis
@@ -9,7 +10,7 @@ Checkpoint files are analysed in step order (the step saved in each file, or ``s
 
 Writes analysis.json, report.md and figures/ to ``--out`` and prints where they are; run again to resume.
 
-Under torchrun the ranks share the curvature samples (:func:`landscape.analyze.analyze`'s ``process_group``)::
+Under torchrun the ranks share the curvature samples (:func:`landscape.analysis.analyze.analyze`'s ``process_group``)::
 
     torchrun --nproc-per-node 2 -m landscape analyze runs/mlp_mnist1d_1234abcd --out analysis
 """
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from landscape import distributed
-from landscape.analyze import AnalyzeSettings, analyze
+from landscape.analysis.analyze import AnalyzeSettings, analyze
 from landscape.cli import add_device_arguments, add_settings_arguments, int_list, key_values, settings_from_args
-from landscape.locking import locked_directory
+from landscape.data import distributed
+from landscape.foundation.locking import locked_directory
 
 HELP = "analyse checkpoints: Hessian spectra, trace, saddle index, Fisher trace, barriers; JSON, figures, report.md"
 

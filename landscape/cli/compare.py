@@ -1,4 +1,4 @@
-"""``landscape compare DENSE IMP``: ticket versus dense (:mod:`landscape.compare`).
+"""``landscape compare DENSE IMP``: ticket versus dense (:mod:`landscape.analysis.compare`).
 
     landscape compare runs/imp/round_00 runs/imp --samples 1000 --instability-replicates 1
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from landscape.analysis.compare import CompareSettings, compare
 from landscape.cli import add_device_arguments, add_settings_arguments, int_list, settings_from_args
-from landscape.compare import CompareSettings, compare
-from landscape.locking import locked_directory
+from landscape.foundation.locking import locked_directory
 
 HELP = "compare lottery tickets with the dense network: accuracy, restricted Hessian spectra, barriers, instability"
 

@@ -1,4 +1,5 @@
-"""``landscape demo``: train, prune, compare and analyse on MNIST-1D, and write a report (:mod:`landscape.demo`).
+"""``landscape demo``: train, prune, compare and analyse on MNIST-1D, and write a report
+(:mod:`landscape.analysis.demo`).
 
     landscape demo                 # runs/demo/report.md, under 10 minutes on 2 CPU cores
     landscape demo --quick         # a smoke test in seconds; its numbers mean nothing
@@ -10,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape.demo import run_demo
-from landscape.locking import locked_directory
+from landscape.analysis.demo import run_demo
+from landscape.foundation.locking import locked_directory
 
 HELP = "the README demo: dense net with the tracker, IMP with late rewinding, ticket vs dense, report with figures"
 

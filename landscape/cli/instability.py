@@ -1,4 +1,5 @@
-"""``landscape instability``: the instability analysis of Frankle et al. (2020) (:mod:`landscape.instability`).
+"""``landscape instability``: the instability analysis of Frankle et al. (2020)
+(:mod:`landscape.connectivity.instability`).
 
     landscape instability --model cnn1d --data mnist1d --steps 2000it --spawn 0,50,100,200,500,1000 \\
         --replicates 3 --out runs/instability
@@ -19,11 +20,9 @@ from pathlib import Path
 from torch import Tensor
 
 from landscape.cli import add_hparams_arguments, hparams_from_args, int_list
-from landscape.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
-from landscape.locking import locked_directory
-from landscape.plots import save_figure
-from landscape.plots.instability import plot_instability
-from landscape.runs import load_checkpoint
+from landscape.connectivity.instability import RESULTS_FILE, SPLITS, InstabilityResult, instability
+from landscape.foundation.locking import locked_directory
+from landscape.foundation.runs import load_checkpoint
 from landscape.training import Start
 
 HELP = "instability analysis: barrier between copies spawned at step k and trained on different data orders"
@@ -59,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume the analysis, print its table and write the figure."""
+    from landscape.plots import save_figure  # matplotlib: only to draw
+    from landscape.plots.instability import plot_instability
+
     hparams = hparams_from_args(args)
     start = Start.rewind(args.rewind, min(args.spawn)) if args.rewind is not None and args.spawn else None
     out = args.out if args.out is not None else Path("runs") / f"instability_{hparams.name}"

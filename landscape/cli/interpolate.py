@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape.connectivity import interpolate_checkpoints
-from landscape.locking import locked_directory
-from landscape.plots import save_interpolation
+from landscape.connectivity.interpolation import interpolate_checkpoints
+from landscape.foundation.locking import locked_directory
 
 HELP = "loss and error along the straight line between two checkpoints, with barriers"
 
@@ -50,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape.plots import save_interpolation  # matplotlib: only to draw
+
     paths = interpolate_checkpoints(args.a, args.b, args.points, alphas=args.alphas, state=args.state,
                                     batchnorm=args.batchnorm, progress=not args.no_progress)
     for name, path in paths.items():

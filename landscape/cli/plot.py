@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape.locking import check_output_directory
-from landscape.plots.tracking import save_tracking
+from landscape.foundation.locking import check_output_directory
 
 HELP = "plot every tracked quantity of a run over training, and its spectral densities, as one figure"
 
@@ -25,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the figure and print where it was written."""
+    from landscape.plots.tracking import save_tracking  # matplotlib: only to draw
+
     if not args.run.is_dir():
         raise FileNotFoundError(f"no run directory {args.run}")
     if args.out is not None:

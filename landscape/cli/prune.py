@@ -18,12 +18,12 @@ import dataclasses
 from pathlib import Path
 
 from landscape.cli import add_hparams_arguments, add_settings_arguments, hparams_from_args, settings_from_args
-from landscape.locking import locked_directory
-from landscape.training import Hparams
+from landscape.foundation.locking import locked_directory
 from landscape.pruning.at_init import AT_INIT_METHODS
 from landscape.pruning.imp import IMPResult, PruningHparams, iterative_magnitude_pruning
 from landscape.pruning.masks import ALLOCATIONS
 from landscape.pruning.one_shot import DEFAULT_ALLOCATION, ONE_SHOT_METHODS, SANITY_CHECKS, Outcome, one_shot
+from landscape.training import Hparams
 
 HELP = ("lottery tickets by iterative magnitude pruning with rewinding and controls, or pruning at initialisation "
         "(SNIP, GraSP, SynFlow), supermasks (Zhou criteria, edge-popup) and fixed-sign retraining")

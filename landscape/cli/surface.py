@@ -11,9 +11,8 @@ import argparse
 from pathlib import Path
 
 from landscape.cli.interpolate import run_directory
-from landscape.locking import locked_directory
-from landscape.plots import save_surface
-from landscape.surface import surface_from_checkpoint
+from landscape.connectivity.surface import surface_from_checkpoint
+from landscape.foundation.locking import locked_directory
 
 HELP = "a 1-D or 2-D loss-surface slice around a checkpoint, with figures"
 
@@ -40,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape.plots import save_surface  # matplotlib: only to draw
+
     surface = surface_from_checkpoint(args.checkpoint, args.directions, dims=args.dims, points=args.points,
                                       span=args.span, seed=args.seed, bias_bn=args.bias_bn,
                                       batchnorm=args.batchnorm, progress=not args.no_progress)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from landscape.data.batches import Batch
-from landscape.data.registry import Dataset
+from landscape.data.dataset import Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -40,55 +40,18 @@ import math
 import os
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape.language import NextTokenLoss
-from landscape.registry import Registry
 from landscape.data.batches import Batch
-from landscape.runs import atomic_write_bytes
-from landscape.state import preserved_rng
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A data set with a train and a test split.
-
-    Attributes:
-        name: registry name.
-        train: ``(inputs, targets)``: float32 inputs ``(N, *input_shape)``; int64 class labels ``(N,)``
-            or, for regression, float32 targets ``(N, outputs)``.
-        test: the same for the test split.
-        num_classes: number of classes, or ``None`` for regression targets.
-        input_shape: shape of one input, without the batch dimension.
-        description: one paragraph saying what the data are and where they come from.
-        next_token: the inputs are token ids ``(N, T)``, the targets the same sequences (labels), the model's
-            outputs logits ``(N, T, num_classes)`` and the loss next-token cross-entropy
-            (:func:`landscape.language.next_token_loss`); ``num_classes`` is the vocabulary size.
-    """
-    name: str
-    train: Batch
-    test: Batch
-    num_classes: int | None
-    input_shape: tuple[int, ...]
-    description: str
-    next_token: bool = False
-
-    @property
-    def output_dim(self) -> int:
-        """Number of model outputs the data need: the class count, or the number of regression targets."""
-        return self.num_classes if self.num_classes is not None else int(self.train[1].shape[1])
-
-    def loss_fn(self) -> nn.Module:
-        """The natural mean-reduced loss: cross-entropy for class labels, mean squared error for regression,
-        next-token cross-entropy for token sequences."""
-        if self.next_token:
-            return NextTokenLoss()
-        return nn.CrossEntropyLoss() if self.num_classes is not None else nn.MSELoss()
+from landscape.data.dataset import Dataset
+from landscape.data.external import image_folder, torchvision_dataset
+from landscape.foundation.registry import Registry
+from landscape.foundation.runs import atomic_write_bytes
+from landscape.foundation.state import preserved_rng
 
 
 DatasetFactory = Callable[..., Dataset]
@@ -118,7 +81,6 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     Unknown names or keyword arguments fail with the known ones listed.
     """
     if name.startswith(TORCHVISION_PREFIX):
-        from landscape.data.external import torchvision_dataset   # imports torchvision, only when asked
 
         return torchvision_dataset(name.removeprefix(TORCHVISION_PREFIX), **kwargs)
     accepted = list(inspect.signature(_DATASETS.get(name)).parameters)
@@ -339,6 +301,5 @@ def tokens(train_size: int = 512, test_size: int = 128, seq_len: int = 32, vocab
 @register_dataset("imagefolder")
 def imagefolder(root: str = ".", test_fraction: float = 0.2, size: int | None = None, seed: int = 0) -> Dataset:
     """Images in class folders under root (root/train and root/test if both exist), read with Pillow, in [0, 1]."""
-    from landscape.data.external import image_folder
 
     return image_folder(root, test_fraction=test_fraction, size=size, seed=seed)

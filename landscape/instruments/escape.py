@@ -23,12 +23,12 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
+from landscape.foundation.state import preserved_rng
 from landscape.instruments.widening import widen
 from landscape.linalg import Eigenpairs, SymmetricOperator, eigs
 from landscape.operators import Hessian
 from landscape.operators.functional import LossFn
 from landscape.operators.reduction import batch_weights, loss_reduction
-from landscape.state import preserved_rng
 
 ESCAPE_MARGIN = 1e-2   # escaped: the final loss is below the narrow minimum's by more than this fraction of it
 

@@ -35,13 +35,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
-from landscape.distributed import check_group
+from landscape.data.distributed import check_group
+from landscape.foundation.params import ParamSpace, Selection
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.fisher import per_sample_gradients, sampled_labels
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.likelihoods import sampler_for
 from landscape.operators.reduction import Reduction, loss_reduction, refuse_ignored_targets, refuse_weighted_mean
-from landscape.params import ParamSpace, Selection
 
 KINDS = ("empirical", "true")
 

@@ -7,8 +7,8 @@
 
 At the start of training (``on_train_begin``) and after every optimizer step (``on_step_end`` at
 ``state.global_step``), when the step is on the tracker's schedule, the tracker measures the model the
-Trainer passes to its callbacks, seen through ``wrap`` (for a causal LM, :class:`landscape.language.CausalLM`:
-``input_ids -> logits``, with :func:`landscape.language.next_token_loss`, the shifted cross-entropy the model
+Trainer passes to its callbacks, seen through ``wrap`` (for a causal LM, :class:`landscape.models.language.CausalLM`:
+``input_ids -> logits``, with :func:`landscape.models.language.next_token_loss`, the shifted cross-entropy the model
 computes itself when called with ``labels``). The model is put in eval mode for the measurement and its modes,
 ``.grad`` and the random states are restored after, so the training is unchanged. Records go to the
 tracker's run, or else to ``metrics.jsonl`` in ``args.output_dir`` (``landscape plot`` reads it), and their
@@ -23,9 +23,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from landscape.foundation.runs import Run
 from landscape.integrations.extras import require
-from landscape.language import CausalLM, lm_batch, next_token_loss
-from landscape.runs import Run
+from landscape.models.language import CausalLM, lm_batch, next_token_loss
 from landscape.training.sinks import scalar_metrics
 from landscape.training.tracker import Tracker
 
@@ -66,7 +66,7 @@ class LandscapeCallback(transformers.TrainerCallback):
     def for_causal_lm(cls, batches: Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]], *,
                       log_history: bool = True, **tracker_kwargs: Any) -> LandscapeCallback:
         """A callback for a causal LM (``*ForCausalLM``): the held data are one dict batch or a list of them
-        (``input_ids``, optional ``labels``; unpadded, see :func:`landscape.language.lm_batch`), the loss the
+        (``input_ids``, optional ``labels``; unpadded, see :func:`landscape.models.language.lm_batch`), the loss the
         model's next-token cross-entropy; ``tracker_kwargs`` as for :class:`Tracker` (``instruments``,
         ``schedule``, ``settings``, ``dtype``, ``sinks``, ``run``...)."""
         data = lm_batch(batches) if isinstance(batches, Mapping) else [lm_batch(b) for b in batches]

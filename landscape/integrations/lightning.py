@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from landscape.foundation.runs import Run
 from landscape.integrations.extras import require
-from landscape.runs import Run
 from landscape.training.sinks import scalar_metrics
 from landscape.training.tracker import Tracker
 

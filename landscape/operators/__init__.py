@@ -12,7 +12,7 @@ Modules: ``base`` (data loop with sample weighting, caching, checks, counting, a
 chosen by timing), ``functional`` (the model evaluated on copies of its tensors), ``likelihoods`` (the
 loss as a negative log-likelihood), ``reduction`` (mean- or sum-reduced losses: the weight of each batch),
 ``vectors`` (checks on the vectors of a product), ``checks`` and ``memory``, ``parallel`` (the collectives of a
-distributed operator; see :mod:`landscape.distributed`), ``compiled`` (``torch.compile`` with a fallback).
+distributed operator; see :mod:`landscape.data.distributed`), ``compiled`` (``torch.compile`` with a fallback).
 """
 from landscape.operators.base import CurvatureOperator
 from landscape.operators.checks import DeterminismError

@@ -1,7 +1,7 @@
 """The base of every curvature operator: data, weighting, caching, checks, counting, adapters, ranks.
 
 A curvature operator is a symmetric ``dim x dim`` matrix ``M`` over the selected coordinates of a
-model's parameters (a :class:`~landscape.params.ParamSpace`), for a loss over a data set of ``N`` samples
+model's parameters (a :class:`~landscape.foundation.params.ParamSpace`), for a loss over a data set of ``N`` samples
 split into batches of ``n_b`` samples, reduced over all the data as ``loss_fn`` reduces one batch
 (:mod:`landscape.operators.reduction`):
 
@@ -16,7 +16,7 @@ products); this class owns everything else.
 Distributed (``process_group=``): each rank holds a shard of the data, ``N`` and ``D`` count the samples
 and normalisers of all ranks, and a product sums ``(d_b / D) M_b v`` (``M_b v`` for a sum) over the rank's
 batches, then over the ranks with one
-``all_reduce`` (:mod:`landscape.distributed`): the same matrix as one process over all the data.
+``all_reduce`` (:mod:`landscape.data.distributed`): the same matrix as one process over all the data.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
-from landscape.distributed import StatusBuffer, check_group
+from landscape.data.distributed import StatusBuffer, check_group
+from landscape.foundation.params import ParamSpace, Selection
 from landscape.operators.checks import (DataPass, batch_statistics_modules, compare_passes, fingerprint,
                                         first_nonfinite, refuse_batch_statistics)
 from landscape.operators.compiled import CompiledFunction, CompileOption, compile_options
@@ -42,7 +43,6 @@ from landscape.operators.parallel import reduce_pass, reduce_product
 from landscape.operators.reduction import (Reduction, ReductionError, check_declared, loss_reduction,
                                            mean_normaliser, own_reduction)
 from landscape.operators.vectors import check_device, checked_block, nonfinite_input
-from landscape.params import ParamSpace, Selection
 
 DEFAULT_CACHE_BYTES = 2 ** 30
 
@@ -86,12 +86,12 @@ class CurvatureOperator(abc.ABC):
             fit, they are prepared once at construction and reused by every product; otherwise each
             product recomputes them. ``0`` disables caching. ``cached_bytes`` reports the estimate.
         process_group: a ``torch.distributed`` process group (e.g. ``dist.group.WORLD``) whose ranks each
-            pass their own shard of the data (:func:`landscape.distributed.shard`) and the same model. At
+            pass their own shard of the data (:func:`landscape.data.distributed.shard`) and the same model. At
             construction the ranks sum their sample counts (weights ``n_b / N`` with ``N`` over all ranks),
             losses and gradients, and check that they hold the same parameters; each product is summed
             over the ranks by one ``all_reduce`` of ``dim x b`` numbers (the weights already applied), which
             also checks that every rank multiplied the same vectors (to ``64 eps`` relative) and lets a
-            rank whose product raised stop the others with :class:`landscape.distributed.DistributedError`.
+            rank whose product raised stop the others with :class:`landscape.data.distributed.DistributedError`.
             The determinism check, the cache and the method timing stay local. Any backend that carries
             tensors on ``device`` (gloo: CPU; NCCL: CUDA). ``None``: this process alone.
         compile: ``True``, or a dict of ``torch.compile`` arguments: compile the product where it is a pure

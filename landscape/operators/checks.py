@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
-from landscape.devices import widest_float
+from landscape.foundation.devices import widest_float
 
 
 class DeterminismError(RuntimeError):

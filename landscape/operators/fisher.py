@@ -35,12 +35,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
+from landscape.foundation.params import ParamSpace
 from landscape.operators.base import CurvatureOperator, PreparedBatch
 from landscape.operators.checks import batch_statistics_modules
 from landscape.operators.functional import FunctionalModel, LossFn
 from landscape.operators.likelihoods import Sampler, sampler_for
 from landscape.operators.reduction import loss_reduction, refuse_ignored_targets, refuse_weighted_mean
-from landscape.params import ParamSpace
 
 CHUNK_BYTES = 2 ** 26
 RANK_STRIDE = 2 ** 32

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from landscape.params import ParamSpace
+from landscape.foundation.params import ParamSpace
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from landscape.distributed import DistributedError, StatusBuffer
+from landscape.data.distributed import DistributedError, StatusBuffer
 from landscape.operators.checks import DataPass
 
 PARAMETER_RTOL = 1e-9
@@ -52,7 +52,7 @@ def reduce_pass(first: DataPass | None, failure: BaseException | None, dim: int,
     if differ.size:
         raise DistributedError(f"the ranks' models have different parameters (rank(s) {differ.tolist()} differ from "
                                f"rank {counts.rank}): load the same checkpoint on every rank, or seed the "
-                               "initialisation identically (landscape.distributed.seed_all)")
+                               "initialisation identically (landscape.data.distributed.seed_all)")
     if np.any(table[:, 5] != table[counts.rank, 5]):
         raise DistributedError("the ranks' losses reduce differently (some 'mean', some 'sum'): every rank must "
                                "pass the same loss_fn and reduction")

@@ -1,4 +1,5 @@
-"""Figures of a checkpoint analysis (:mod:`landscape.analyze`): eigenvalues and scalar measures over checkpoints.
+"""Figures of a checkpoint analysis (:mod:`landscape.analysis.analyze`): eigenvalues and scalar measures over
+checkpoints.
 
 Drawn on the Agg canvas without pyplot (see :mod:`landscape.plots.surface`); save with
 :func:`~landscape.plots.surface.save_figure`. Spectral densities use

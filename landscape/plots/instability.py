@@ -1,8 +1,8 @@
 """Figure of an instability analysis: barrier height against the spawn step k (Frankle et al. 2020, Fig. 2).
 
-Drawn from an :class:`~landscape.instability.InstabilityResult` (``InstabilityResult.load(<out_dir>/instability.json)``
-redraws it without recomputing), on the Agg canvas without pyplot, like :mod:`landscape.plots.surface`; save it
-with :func:`landscape.plots.save_figure` (atomic).
+Drawn from an :class:`~landscape.connectivity.instability.InstabilityResult`
+(``InstabilityResult.load(<out_dir>/instability.json)`` redraws it without recomputing), on the Agg canvas without
+pyplot, like :mod:`landscape.plots.surface`; save it with :func:`landscape.plots.save_figure` (atomic).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from landscape.connectivity import Definition, Quantity
-from landscape.instability import InstabilityResult
+from landscape.connectivity.instability import InstabilityResult
+from landscape.connectivity.interpolation import Definition, Quantity
 from landscape.plots.surface import _figure
 
 TITLES = {"frankle": "instability (Frankle et al. 2020):\nmax error − mean of the endpoints",

@@ -18,8 +18,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator
 
-from landscape.connectivity import Barrier, InterpolationResult
-from landscape.surface import LossSurface
+from landscape.connectivity.interpolation import Barrier, InterpolationResult
+from landscape.connectivity.surface import LossSurface
 
 LOG_RATIO = 10.0  # log-scaled loss levels when the finite loss spans at least this factor
 ALPHA_LABEL = "interpolation coefficient α (0 = A, 1 = B)"

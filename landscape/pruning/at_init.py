@@ -37,10 +37,10 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches
-from landscape.devices import widest_float
+from landscape.foundation.devices import widest_float
+from landscape.foundation.state import preserved_rng
 from landscape.pruning.controls import random_masks
 from landscape.pruning.masks import Allocation, Masks, Prunable, masks_from_scores, prunable_names
-from landscape.state import preserved_rng
 
 AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_init", "random")
 Method = Literal["snip", "grasp", "synflow", "magnitude_init", "random"]

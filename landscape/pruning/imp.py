@@ -48,15 +48,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.connectivity.interpolation import load_run_checkpoint
 from landscape.data.registry import load_dataset
-from landscape.devices import widest_float
-from landscape.evaluation import Evaluation, evaluate
+from landscape.foundation.devices import widest_float
+from landscape.foundation.runs import Run, RunConfigError, atomic_write_json, load_checkpoint, read_json
+from landscape.foundation.settings import Settings, setting
 from landscape.pruning.controls import random_masks, reinitialize, signs_only, supermask
 from landscape.pruning.masks import Masks, density, layer_densities, prunable_names, prune_to_density
-from landscape.connectivity import load_run_checkpoint
-from landscape.runs import Run, RunConfigError, atomic_write_json, load_checkpoint, read_json
-from landscape.settings import Settings, setting
 from landscape.training import Hparams, Start, init_model, load_model, train
+from landscape.training.evaluation import Evaluation, evaluate
 
 CONTROLS = ("reinit", "random", "signs", "supermask")
 _REWIND = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")

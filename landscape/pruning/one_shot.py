@@ -31,15 +31,15 @@ import torch
 
 from landscape.data.batches import chunked
 from landscape.data.registry import load_dataset
-from landscape.devices import torch_device
-from landscape.evaluation import Evaluation, evaluate
+from landscape.foundation.devices import torch_device
+from landscape.foundation.runs import save_checkpoint
 from landscape.pruning.at_init import AT_INIT_METHODS, prune_at_init, shuffle_masks
 from landscape.pruning.controls import reinitialize, signs_only, supermask
 from landscape.pruning.masks import Masks, density, full_masks
 from landscape.pruning.signs import sign_bit_start, train_fixed_signs
 from landscape.pruning.supermasks import ZHOU_CRITERIA, edge_popup, zhou_masks
-from landscape.runs import save_checkpoint
 from landscape.training import Hparams, Start, init_model, load_model, train
+from landscape.training.evaluation import Evaluation, evaluate
 
 SIGN_METHODS = ("signs_only", "sign_bit")
 ONE_SHOT_METHODS = (*AT_INIT_METHODS, *ZHOU_CRITERIA, "edge_popup", *SIGN_METHODS)

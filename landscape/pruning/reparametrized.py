@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from landscape.state import preserved_rng
+from landscape.foundation.state import preserved_rng
 
 
 @dataclass(frozen=True)

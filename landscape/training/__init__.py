@@ -1,4 +1,5 @@
-"""Training runs: hyperparameters, the reproducible and resumable trainer, spawning, rewinding, masks."""
+"""Training runs: ``evaluation`` (loss and accuracy over a data set), hyperparameters, the reproducible and resumable
+trainer (spawning, rewinding, masks), and the curvature ``tracker`` with its ``sinks``."""
 from landscape.training.hparams import Hparams
 from landscape.training.trainer import (Callback, Start, TrainResult, at_steps, init_model, load_model,
                                         tensors_digest, train)

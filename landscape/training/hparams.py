@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from landscape.runs import Run, RunConfigError
-from landscape.settings import Settings, setting
+from landscape.foundation.runs import Run, RunConfigError
+from landscape.foundation.settings import Settings, setting
 
 _LENGTH = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 OPTIMIZERS = ("sgd", "adam")

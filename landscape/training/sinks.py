@@ -1,6 +1,6 @@
 """Where a tracker's records go besides its metrics file: the sink interface and the records as scalars.
 
-A sink is any object with ``log(record)``: :class:`~landscape.runs.Run` (its ``metrics.jsonl``), the
+A sink is any object with ``log(record)``: :class:`~landscape.foundation.runs.Run` (its ``metrics.jsonl``), the
 TensorBoard writer of :mod:`landscape.integrations.tensorboard`, the framework-logger adapters of
 :mod:`landscape.integrations.lightning` and :mod:`landscape.integrations.huggingface`. A tracker writes each
 record to its run (if any) and then to each of its ``sinks`` (``Tracker(..., sinks=[...])``).

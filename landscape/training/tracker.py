@@ -38,7 +38,7 @@ of the first instrument that needed them.
 
 Guarantees:
 
-* **Untouched training.** Each measurement runs inside :func:`landscape.state.untouched` with the model in
+* **Untouched training.** Each measurement runs inside :func:`landscape.foundation.state.untouched` with the model in
   eval mode: the modules' train/eval modes, every ``.grad``, and the Python, NumPy and torch random states
   are restored; operators evaluate functional copies of the parameters, and the optimizer is never seen.
   A tracked run therefore ends bit-identical to an untracked one.
@@ -72,15 +72,15 @@ import torch
 from torch import Tensor, nn
 
 from landscape.data.registry import load_dataset
+from landscape.foundation.runs import FileFormatError, Run
+from landscape.foundation.settings import Settings, setting
+from landscape.foundation.state import untouched
 from landscape.instruments import block_spectra, fisher_trace, flatness, saddle_index, subspace_overlap
 from landscape.instruments.blocks import PARTITIONS
 from landscape.instruments.deflation import deflated_trace
 from landscape.linalg import Eigenpairs, density, eigs
 from landscape.operators import GGN, CurvatureOperator, Hessian
 from landscape.operators.functional import LossFn
-from landscape.runs import FileFormatError, Run
-from landscape.settings import Settings, setting
-from landscape.state import untouched
 from landscape.training.hparams import Hparams
 from landscape.training.sinks import Sink
 
@@ -144,7 +144,7 @@ class Tracker:
         schedule: measure every ``schedule`` steps (an int; step 0 included) or at the listed steps (e.g.
             :func:`log_steps`).
         model: the model measured by :meth:`step` (a trainer callback gets it as an argument instead).
-        run: where records go: a :class:`~landscape.runs.Run`, a run directory, or a ``.jsonl`` file; as
+        run: where records go: a :class:`~landscape.foundation.runs.Run`, a run directory, or a ``.jsonl`` file; as
             a trainer callback, ``None`` means the trainer's run.
         sinks: more receivers of every record (:class:`~landscape.training.sinks.Sink`: a TensorBoard
             writer, a framework's logger), written after the run; with sinks and no run, nothing is written

@@ -1,7 +1,7 @@
 """Reproducible, resumable training runs with checkpoints, callbacks, spawning, rewinding and masks.
 
 One function, :func:`train`, runs :class:`~landscape.training.hparams.Hparams` in a run directory
-(see :mod:`landscape.runs`). Step ``s`` means "after ``s`` optimizer updates"; step 0 is the
+(see :mod:`landscape.foundation.runs`). Step ``s`` means "after ``s`` optimizer updates"; step 0 is the
 initialisation. At every step from the first to the last, in this order:
 
 1. at evaluation steps, the loss and accuracy on the whole train and test splits (eval mode) are
@@ -36,13 +36,13 @@ Guarantees:
 
 * **Byte for byte**: the same call writes the same bytes (config.json, checkpoints and their training
   state, and metrics.jsonl unless a callback logs wall times, as a tracker's ``seconds`` do), whether or not
-  the run was interrupted and resumed (:mod:`landscape.runs`).
-* **One writer**: ``train`` holds the run directory's lock (:mod:`landscape.locking`) while it writes; a
+  the run was interrupted and resumed (:mod:`landscape.foundation.runs`).
+* **One writer**: ``train`` holds the run directory's lock (:mod:`landscape.foundation.locking`) while it writes; a
   second process training into the same directory is refused at once, naming the holder's process id.
 
 Callbacks see the model in training mode holding the last step's gradients. A callback that must not
 change the run (a measurement) should leave parameters, buffers, gradients and RNG states as it found
-them, e.g. by working inside :func:`landscape.state.untouched`. A callback with ``state_dict()`` and
+them, e.g. by working inside :func:`landscape.foundation.state.untouched`. A callback with ``state_dict()`` and
 ``load_state_dict(state)`` (a :class:`~landscape.training.tracker.Tracker`: its warm-start eigenvectors)
 has that state saved with every checkpoint, under its ``state_key`` (else its place in ``callbacks``), and
 restored when the run resumes, so that it continues exactly as it would have without the interruption.
@@ -64,14 +64,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.data.batches import chunked
-from landscape.devices import torch_device
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import Dataset, load_dataset
-from landscape.evaluation import Evaluation, evaluate
-from landscape.locking import locked_directory
-from landscape.models import build_model
-from landscape.runs import CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint, sidecar_path
-from landscape.state import preserved_rng
+from landscape.foundation.devices import torch_device
+from landscape.foundation.locking import locked_directory
+from landscape.foundation.runs import (CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint,
+                                       sidecar_path)
+from landscape.foundation.state import preserved_rng
+from landscape.models.registry import build_model
+from landscape.training.evaluation import Evaluation, evaluate
 from landscape.training.hparams import Hparams
 
 Callback = Callable[[nn.Module, int, Run], None]
@@ -214,9 +215,9 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
     Raises:
         RunConfigError: ``run_dir`` holds a run with other hyperparameters, start or masks, or an unreadable
             config.json.
-        landscape.runs.CheckpointError: a checkpoint is corrupt or does not fit the model, or the training
+        landscape.foundation.runs.CheckpointError: a checkpoint is corrupt or does not fit the model, or the training
             state of the checkpoint to resume from is missing.
-        landscape.locking.DirectoryLockedError: another process is writing ``run_dir``.
+        landscape.foundation.locking.DirectoryLockedError: another process is writing ``run_dir``.
         NotADirectoryError: ``run_dir`` is a file or lies under one.
         ValueError: ``device`` is no device name or is absent from this machine.
         FloatingPointError: the training loss became NaN or infinite.

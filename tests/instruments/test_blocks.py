@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from landscape.instruments.blocks import BlockSpectra, block_spectra, parameter_blocks
-from landscape.models import build_model
+from landscape.models.registry import build_model
 from landscape.operators import Hessian
 from landscape.plots.blocks import plot_block_spectra
 

@@ -97,7 +97,7 @@ def test_minimize_a_summed_loss_over_uneven_batches_reaches_the_critical_point_o
 
 def test_the_escape_descent_reads_its_losses_from_the_device_once(host_syncs):
     from landscape.instruments.escape import _descend
-    from landscape.params import ParamSpace
+    from landscape.foundation.params import ParamSpace
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
     x, y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)

@@ -8,7 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, 
 
 from landscape import Hessian, TrackerSettings
 from landscape.integrations.huggingface import LandscapeCallback
-from landscape.language import CausalLM, next_token_loss
+from landscape.models.language import CausalLM, next_token_loss
 
 SETTINGS = TrackerSettings(top_k=2, eig_tol=1e-8, eig_max_matvecs=400)
 

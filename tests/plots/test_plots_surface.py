@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from landscape.connectivity import InterpolationResult
+from landscape.connectivity.interpolation import InterpolationResult
+from landscape.connectivity.surface import LossSurface
 from landscape.plots import (plot_interpolation, plot_slice, plot_surface_3d, plot_surface_contour, save_figure,
                              save_interpolation, save_surface)
-from landscape.surface import LossSurface
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

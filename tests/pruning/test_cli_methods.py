@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from landscape.cli import main
+from landscape.foundation.runs import load_checkpoint
 from landscape.pruning import run_masks
-from landscape.runs import load_checkpoint
 from landscape.training import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

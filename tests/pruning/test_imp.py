@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-import landscape.pruning.imp as imp_module
+from landscape.foundation.runs import Run, RunConfigError
 from landscape.operators import Hessian
 from landscape.pruning import (PruningHparams, control_dir, iterative_magnitude_pruning, load_imp, prune_to_density,
                                pruning_distance, round_dir, run_masks)
-from landscape.runs import Run, RunConfigError
 from landscape.training import Hparams, load_model
+import landscape.pruning.imp as imp_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.evaluation import evaluate
 from landscape.pruning import (apply_masks, edge_popup, sign_bit_start, signs_only, train_fixed_signs, zhou_masks,
                                zhou_scores)
+from landscape.training.evaluation import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
