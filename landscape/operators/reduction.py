@@ -80,7 +80,7 @@ def batch_normaliser(loss_fn: Callable[[Tensor, Tensor], Tensor], targets: Tenso
     """:func:`mean_normaliser` without a host synchronisation: a 0-d tensor on the targets' device for the
     class-index targets of cross-entropy or negative log-likelihood, a float otherwise. A loss that divides by
     something else says so with a ``normaliser(targets)`` attribute (e.g. the next-token loss of
-    :mod:`landscape.language`, over the predicted tokens whose label is kept)."""
+    :mod:`landscape.models.language`, over the predicted tokens whose label is kept)."""
     own = getattr(loss_fn, "normaliser", None)
     if callable(own):
         return own(targets)
