@@ -34,7 +34,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset as TorchDataset
-from tqdm.auto import tqdm
 
 from landscape.analysis.curvature import curvature_batches, measure_curvature
 from landscape.analysis.report import write_report
@@ -45,6 +44,7 @@ from landscape.data.distributed import check_group
 from landscape.data.external import tensors_from_dataset
 from landscape.data.registry import TORCHVISION_PREFIX, Dataset, dataset_names, load_dataset
 from landscape.foundation.devices import torch_device
+from landscape.foundation.progress import phase
 from landscape.foundation.runs import Run, atomic_write_json, checkpoint_step, load_checkpoint, read_json
 from landscape.instruments.blocks import block_spectra
 from landscape.models.language import NextTokenLoss
@@ -111,8 +111,9 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
             "checkpoints": checkpoints, "pairs": pairs})
 
     previous: RunCheckpoint | None = None
-    for path in tqdm(files, desc="checkpoints", unit="ckpt", disable=not progress):
+    for index, path in enumerate(files, 1):
         net = subject.load(path)
+        phase(f"analysing {_label(net, path, files)} ({index}/{len(files)})", enabled=progress)
         data_digest = _data_digest(net, settings.samples, settings.split)
         key = f"{tensors_digest(net.model.state_dict())}-{data_digest}-{settings.digest}"
         if key in cached["checkpoints"]:

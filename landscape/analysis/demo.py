@@ -31,6 +31,7 @@ from landscape.analysis.compare import CompareSettings, Comparison, compare
 from landscape.analysis.report import figure_links, render
 from landscape.analysis.results import Analysis, AnalyzeSettings
 from landscape.data.registry import load_dataset
+from landscape.foundation.progress import phase
 from landscape.foundation.runs import Run, atomic_write_bytes
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir
 from landscape.training import Hparams, train
@@ -96,8 +97,10 @@ def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, *, progr
         _train_dense(plan, out / "imp", device, progress)
         imp = iterative_magnitude_pruning(plan.hparams, plan.pruning, out / "imp", device=device, progress=progress)
         dense_dir = imp.dense.run_dir
+        phase("comparing ticket and dense", enabled=progress)
         comparison = compare(dense_dir, imp.path, out / "compare", settings=plan.compare, device=device,
                              progress=progress)
+        phase("analysing the dense run along training", enabled=progress)
         analysis = analyze(dense_dir, out_dir=out / "analysis", settings=plan.analyze, device=device,
                            progress=progress)
     finally:
@@ -121,6 +124,7 @@ def _train_dense(plan: DemoPlan, imp_dir: Path, device: str | None, progress: bo
     total = hp.total_steps(batches_per_epoch)
     tracker = Tracker.for_hparams(hp, samples=plan.tracked_samples, instruments=("top_eigen", "trace", "fisher_trace"),
                                   schedule=log_steps(total, 8), settings=plan.tracker)
+    phase("dense training, tracked", enabled=progress)
     train(dense, round_dir(imp_dir, 0), callbacks=[tracker], device=device, progress=progress)
 
 

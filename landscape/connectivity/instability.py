@@ -57,13 +57,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from landscape.connectivity.interpolation import (Barrier, Definition, InterpolationResult, Quantity, alpha_grid,
                                                   interpolate, load_run_checkpoint)
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import load_dataset
 from landscape.foundation.devices import torch_device
+from landscape.foundation.progress import Progress
 from landscape.foundation.runs import atomic_write_json, read_json
 from landscape.training import Hparams, Start, tensors_digest, train
 
@@ -301,8 +301,8 @@ def instability(hparams: Hparams, spawn_steps: Iterable[int], out_dir: str | Pat
         trunk_dir, trunk_hparams = _trunk(out_dir, hparams, steps)
         train(trunk_hparams, trunk_dir, masks=masks, start=start, device=device, progress=progress)
         spawns: dict[int, Start] = {}
-        bar = tqdm(pending, desc="instability", unit="pair", disable=not progress, dynamic_ncols=True)
-        for k, r, seeds in bar:
+        bar = Progress("instability", len(pending), unit="pair", enabled=progress)
+        for k, r, seeds in pending:
             spawn = spawns.setdefault(k, Start.spawn(trunk_dir, k))
             children = []
             for copy, seed in zip("ab", seeds):
@@ -315,7 +315,8 @@ def instability(hparams: Hparams, spawn_steps: Iterable[int], out_dir: str | Pat
                               children=(children[0].name, children[1].name), paths=paths)
             pairs[(k, r)] = pair
             _result(hparams, masks_id, start_id, pairs.values()).save(results_path)
-            bar.set_postfix_str(f"k={k} r={r}: {_describe(pair)}", refresh=False)
+            bar.update(1)
+            bar.set_postfix({"last": f"k={k} r={r}: {_describe(pair)}"})
         bar.close()
     return _result(hparams, masks_id, start_id, (pairs[(k, r)] for k, r, _ in wanted))
 

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from tqdm.auto import tqdm
 
 from landscape.data.batches import as_batches, chunked, to_device
+from landscape.foundation.progress import Progress
 from landscape.foundation.runs import Run, atomic_write_bytes, load_checkpoint, load_model_state
 from landscape.foundation.state import model_mode, preserved_rng
 from landscape.training.evaluation import LossFn, evaluate
@@ -292,8 +292,8 @@ def interpolate(model_a: Endpoint, model_b: Endpoint, loss_fn: LossFn, data: Any
 
     loss = {name: np.empty(grid.size) for name in sets}
     error: dict[str, np.ndarray | None] = {name: np.empty(grid.size) for name in sets}
-    with preserved_rng():
-        for i, alpha in enumerate(tqdm(grid, desc="interpolate", unit="α", disable=not progress)):
+    with preserved_rng(), Progress("interpolate", grid.size, unit="α", enabled=progress) as bar:
+        for i, alpha in enumerate(grid):
             work.load_state_dict(interpolated_state(state_a, state_b, float(alpha), keys=keys, masks=masks))
             if reset:
                 reset_batchnorm(work, bn_data)
@@ -304,6 +304,7 @@ def interpolate(model_a: Endpoint, model_b: Endpoint, loss_fn: LossFn, data: Any
                     error[name] = None
                 elif error[name] is not None:
                     error[name][i] = ev.error
+            bar.update(1)
     results = {name: InterpolationResult(alphas=grid, loss=loss[name], error=error[name], name=name,
                                          state=state, batchnorm=batchnorm) for name in sets}
     return results if isinstance(data, Mapping) else results["data"]

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from landscape.connectivity.interpolation import load_run_checkpoint
 from landscape.data.registry import load_dataset
 from landscape.foundation.devices import widest_float
+from landscape.foundation.progress import phase
 from landscape.foundation.runs import Run, RunConfigError, atomic_write_json, load_checkpoint, read_json
 from landscape.foundation.settings import Settings, setting
 from landscape.pruning.controls import random_masks, reinitialize, signs_only, supermask
@@ -287,6 +288,7 @@ def _dense_round(hparams: Hparams, pruning: PruningHparams, imp_dir: Path, devic
     run_dir = round_dir(imp_dir, 0)
     if (run_dir / "round.json").is_file():
         return _read_round(imp_dir, 0)
+    phase("dense training", enabled=progress)
     result = train(hparams, run_dir, device=device, progress=progress)
     named = dict(result.model.named_parameters())
     total = sum(named[n].numel() for n in prunable_names(result.model, exclude_output=pruning.exclude_output))
@@ -305,6 +307,7 @@ def _pruned_round(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Pa
     record = read_json(summary, dict, fix=_FIX) if summary.is_file() else None
     if record is not None and all(c in record["controls"] for c in pruning.controls):
         return _read_round(imp_dir, n)
+    phase(f"pruning round {n}/{pruning.total_rounds}", enabled=progress)
     if record is None:
         masks, record = _ticket(n, hparams, pruning, imp_dir, k, device, progress)
     else:

@@ -61,13 +61,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from landscape.data.batches import chunked
 from landscape.data.loaders import BatchLoader
 from landscape.data.registry import Dataset, load_dataset
 from landscape.foundation.devices import torch_device
 from landscape.foundation.locking import locked_directory
+from landscape.foundation.progress import Progress
 from landscape.foundation.runs import (CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint,
                                        sidecar_path)
 from landscape.foundation.state import preserved_rng
@@ -236,8 +236,7 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
         _claim(session.run, hparams, _config(hparams, session.total, start, session.masks, device))
         resumed_at = session.resume((s for s in hparams.checkpoint_steps if s >= first), callbacks)
         step = began_at = resumed_at if resumed_at is not None else session.begin(start)
-        bar = tqdm(total=session.total, initial=step, disable=not progress, desc=session.run.path.name, unit="it",
-                   dynamic_ncols=True)
+        bar = Progress(f"training {session.run.path.name}", session.total, initial=step, enabled=progress)
         while True:
             if step != resumed_at:  # the resumed checkpoint's step has had its hooks
                 edge = step in (first, session.total)
@@ -249,7 +248,8 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
             bar.update(1)
             if step % _SYNC_EVERY == 0 or step == session.total:   # the last step's hooks synchronise anyway
                 session.check_finite()
-                bar.set_postfix(session.progress, refresh=False)
+                bar.set_postfix(session.progress)
+        bar.set_postfix(session.progress)   # the last step's values, its test evaluation included
         bar.close()
     final = {split: evaluate(session.model, session.loss_fn, data) for split, data in session.evaluation.items()}
     return TrainResult(run=session.run, model=session.model, hparams=hparams, steps=session.total,

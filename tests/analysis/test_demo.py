@@ -8,8 +8,13 @@ import landscape.analysis.analyze as analyze_module
 
 def test_quick_demo_writes_report_with_existing_figures_and_resumes(tmp_path, monkeypatch, capsys, one_thread):
     out = tmp_path / "demo"
-    result = run_demo(out, quick=True, progress=False)
-    assert str(result.report) in capsys.readouterr().out
+    result = run_demo(out, quick=True, progress=True)
+    printed = capsys.readouterr()
+    assert str(result.report) in printed.out
+    log = printed.err   # not a terminal: a line per phase and a few progress lines, no redrawn bars
+    assert "\r" not in log and len(log.splitlines()) < 60, log
+    for title in ("dense training, tracked", "pruning round 1/1", "analysing step 30 (3/3)"):
+        assert title in log.splitlines()
     report = result.report.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert any(link.startswith("compare/figures/") for link in links)
