@@ -26,12 +26,12 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from benchmark_solvers import CE, FULL, QUICK, make_case  # noqa: E402
 
 from landscape.data import load_dataset  # noqa: E402
 from landscape.linalg import eigs  # noqa: E402
 from landscape.models import build_model  # noqa: E402
 from landscape.operators import Hessian  # noqa: E402
+from solvers.harness import CE, FULL, QUICK, make_case  # noqa: E402
 
 VARIANTS = {"uncertified": {"certify": False}, "lanczos": {}, "block": {"method": "block"}}
 SEEDS = 3
