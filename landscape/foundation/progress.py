@@ -23,7 +23,8 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 def phase(title: str, *, enabled: bool = True, stream: TextIO | None = None) -> None:
-    """Print the one-line ``title`` of a phase without a bar (e.g. ``pruning round 2/3``), above any open bar."""
+    """Print one line above any open bar: the ``title`` of a phase without a bar of its own (``pruning round
+    2/3``), or a phase's summary."""
     if enabled:
         tqdm.write(title, file=stream or sys.stderr)
 

@@ -57,12 +57,16 @@ Guarantees:
   :func:`landscape.plots.tracking.plot_tracking` draws one curve per name.
 * **Any logger.** Records also go to the tracker's ``sinks`` (:mod:`landscape.training.sinks`): TensorBoard,
   a framework's own logger (:mod:`landscape.integrations`).
+* **Its cost said.** :meth:`Tracker.cost_summary` gives the seconds, share, matvecs and measurements of each
+  instrument (the trainer prints it at the end of a run when it shows progress), and ``saddle_index`` warns once,
+  with its measured share, when it takes more than half the tracker's time (it can multiply a run's time).
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +92,7 @@ INSTRUMENTS = ("top_eigen", "bottom_eigen", "trace", "density", "saddle_index", 
                "subspace_overlap", "block_spectra")
 DEFAULT_INSTRUMENTS = ("top_eigen", "trace", "fisher_trace")
 CURVATURES = {"hessian": Hessian, "ggn": GGN}
+SADDLE_COST_SHARE = 0.5   # saddle_index warns once when it takes more than this share of the tracker's time
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,8 @@ class Tracker:
         self._measured: set[tuple[int, str]] = set()
         self._warm: dict[str, Tensor] = {}
         self._restored = False   # _warm came from load_state_dict: keep it when the records are re-read
+        self._cost: dict[str, _Cost] = {}   # per instrument, the measurements of this tracker object
+        self._saddle_warned = False
 
     @classmethod
     def for_hparams(cls, hparams: Hparams, *, samples: int = 128, **kwargs: Any) -> Tracker:
@@ -252,8 +259,35 @@ class Tracker:
                     receiver.log(record)
                 self._measured.add((step, name))
                 records.append(record)
+                self._cost.setdefault(name, _Cost()).add(record["seconds"], record["matvecs"])
         self._warm.update(session.warm)
+        self._warn_if_saddle_dominates(step)
         return records
+
+    def cost_summary(self) -> str | None:
+        """One line: the wall seconds (share of the tracker's), matvecs and measurements of each instrument this
+        tracker object measured, costliest first (shared eigenpairs count for the first instrument that needed
+        them); ``None`` before any measurement."""
+        if not self._cost:
+            return None
+        total = sum(c.seconds for c in self._cost.values())
+        parts = [f"{name} {c.seconds:.1f} s ({c.seconds / total if total > 0 else 0:.0%}, {c.matvecs} matvecs, "
+                 f"{c.measurements}x)" for name, c in sorted(self._cost.items(), key=lambda kv: -kv[1].seconds)]
+        return f"tracker{f' {self.name}' if self.name else ''} cost {total:.1f} s: " + "; ".join(parts)
+
+    def _warn_if_saddle_dominates(self, step: int) -> None:
+        """Warn once when saddle_index, beside other instruments, takes over ``SADDLE_COST_SHARE`` of the time."""
+        saddle = self._cost.get("saddle_index")
+        total = sum(c.seconds for c in self._cost.values())
+        if self._saddle_warned or saddle is None or len(self._cost) < 2 or total <= 0:
+            return
+        share = saddle.seconds / total
+        if share > SADDLE_COST_SHARE:
+            self._saddle_warned = True
+            warnings.warn(f"saddle_index took {share:.0%} of the tracker's time by step {step} ({saddle.seconds:.3g} "
+                          f"of {total:.3g} s) and will multiply the run's time: track it at fewer steps (a second "
+                          f"Tracker with a sparser schedule), lower density_steps, density_runs or saddle_k, or "
+                          f"measure it after training with `landscape analyze`", stacklevel=4)
 
     def _refresh(self, path: Path, step: int) -> None:
         """Re-read the measured ``(step, instrument)`` pairs on first use, for another file, or when the step
@@ -267,6 +301,19 @@ class Tracker:
                 self._warm.clear()
         self._seen = (path, step)
         self._restored = False
+
+
+@dataclass
+class _Cost:
+    """What one instrument has cost a tracker: wall seconds, curvature products and measurements."""
+    seconds: float = 0.0
+    matvecs: int = 0
+    measurements: int = 0
+
+    def add(self, seconds: float, matvecs: int) -> None:
+        self.seconds += seconds
+        self.matvecs += matvecs
+        self.measurements += 1
 
 
 class _Measurement:

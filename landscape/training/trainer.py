@@ -67,7 +67,7 @@ from landscape.data.loaders import BatchLoader
 from landscape.data.registry import Dataset, load_dataset
 from landscape.foundation.devices import torch_device
 from landscape.foundation.locking import locked_directory
-from landscape.foundation.progress import Progress
+from landscape.foundation.progress import Progress, phase
 from landscape.foundation.runs import (CheckpointError, Run, RunConfigError, load_model_state, save_checkpoint,
                                        sidecar_path)
 from landscape.foundation.state import preserved_rng
@@ -207,7 +207,8 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
         masks: ``{parameter name: 0/1 tensor}``; masked weights stay exactly zero.
         start: begin from another state (:meth:`Start.spawn`, :meth:`Start.rewind`) instead of step 0.
         device: where to train; default CUDA when available, else CPU.
-        progress: show a progress bar with the recent batch loss and accuracy and the last test loss and accuracy.
+        progress: show a progress bar with the recent batch loss and accuracy and the last test loss and accuracy
+            (:mod:`landscape.foundation.progress`), and at the end each callback's ``cost_summary()`` (a tracker's).
 
     Returns:
         a :class:`TrainResult` with the trained model and its final train and test evaluation.
@@ -251,6 +252,11 @@ def train(hparams: Hparams, run_dir: str | Path, *, callbacks: Sequence[Callback
                 bar.set_postfix(session.progress)
         bar.set_postfix(session.progress)   # the last step's values, its test evaluation included
         bar.close()
+    for callback in callbacks:   # a tracker says what its instruments cost
+        summary = getattr(callback, "cost_summary", None)
+        line = summary() if callable(summary) else None
+        if line:
+            phase(line, enabled=progress)
     final = {split: evaluate(session.model, session.loss_fn, data) for split, data in session.evaluation.items()}
     return TrainResult(run=session.run, model=session.model, hparams=hparams, steps=session.total,
                        first_step=began_at, resumed=resumed_at is not None, train=final["train"],

@@ -1,6 +1,9 @@
 import json
 import math
 import random
+import re
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from torch import nn
 from landscape.foundation.runs import Run
 from landscape.models import registry as models
 from landscape.training import Hparams, train
+from landscape.training import tracker as tracker_module
 from landscape.training.tracker import INSTRUMENTS, Tracker, TrackerSettings, log_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -228,3 +232,49 @@ def test_a_metrics_file_that_is_not_utf8_is_a_named_error(tmp_path):
                       model=model, run=path, settings=CHEAP)
     with pytest.raises(FileFormatError, match="metrics.jsonl is not UTF-8 text"):
         measure.step(0)
+
+
+def _costing(monkeypatch, seconds: dict[str, float]) -> None:
+    """Stand-ins for instruments that take the given wall seconds and measure nothing (the cost is under test)."""
+    for instrument, wait in seconds.items():
+        monkeypatch.setitem(tracker_module._MEASURES, instrument, lambda session, wait=wait: time.sleep(wait) or {})
+
+
+def _saddle_tracker(tmp_path) -> Tracker:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    data = (torch.randn(24, 4), torch.randint(0, 3, (24,)))
+    return Tracker(nn.CrossEntropyLoss(), data, instruments=("fisher_trace", "saddle_index"), schedule=1, model=model,
+                   run=tmp_path, settings=CHEAP)
+
+
+def test_saddle_index_warns_once_with_its_share_when_it_dominates_the_tracker(tmp_path, monkeypatch):
+    _costing(monkeypatch, {"saddle_index": 0.05, "fisher_trace": 0.0})
+    measure = _saddle_tracker(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        measure.step(0)
+        measure.step(1)
+    about_saddle = [str(w.message) for w in caught if "saddle_index took" in str(w.message)]
+    assert len(about_saddle) == 1 and re.search(r"took (9\d|100)% of the tracker's time by step 0", about_saddle[0])
+    summary = measure.cost_summary()
+    assert summary.startswith("tracker cost") and summary.index("saddle_index") < summary.index("fisher_trace")
+    assert re.search(r"saddle_index 0\.1 s \((9\d|100)%, 0 matvecs, 2x\)", summary), summary
+
+
+def test_saddle_index_is_quiet_when_it_costs_less_than_half(tmp_path, monkeypatch):
+    _costing(monkeypatch, {"saddle_index": 0.0, "fisher_trace": 0.05})
+    measure = _saddle_tracker(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        measure.step(0)
+    assert not [w for w in caught if "saddle_index took" in str(w.message)]
+    assert measure.cost_summary().index("fisher_trace") < measure.cost_summary().index("saddle_index")
+
+
+def test_a_tracked_training_ends_with_the_trackers_cost_per_instrument(tmp_path, capsys):
+    hp = Hparams(**TINY)
+    assert _saddle_tracker(tmp_path).cost_summary() is None
+    train(hp, tmp_path / "run", callbacks=[tracker(hp)], progress=True)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("tracker cost") and all(f"{name} " in last for name in ("top_eigen", "trace", "fisher_trace"))
