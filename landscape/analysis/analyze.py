@@ -119,7 +119,8 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
         if key in cached["checkpoints"]:
             result = cached["checkpoints"][key]
         else:
-            result = measure_checkpoint(net, settings, device, process_group, rank, world_size) | {"key": key}
+            result = measure_checkpoint(net, settings, device, process_group, rank, world_size,
+                                        progress=progress) | {"key": key}
             computed += 1
         if settings.blocks and result.get("blocks", {}).get("partition") != settings.blocks:
             result = result | {"blocks": measure_blocks(net, settings, device)}
@@ -178,9 +179,10 @@ def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence
 
 def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
                        process_group: dist.ProcessGroup | None = None, rank: int = 0,
-                       world_size: int = 1) -> dict[str, Any]:
+                       world_size: int = 1, *, progress: bool = False) -> dict[str, Any]:
     """Evaluation and curvature profile of one checkpoint (see the module docstring), as plain data; with
-    ``process_group``, the curvature over the ranks' shares of the samples (see :func:`analyze`)."""
+    ``process_group``, the curvature over the ranks' shares of the samples (see :func:`analyze`); with
+    ``progress``, a bar over the curvature instruments."""
     began = time.perf_counter()
     model = net.model.to(device).eval()
     result: dict[str, Any] = {}
@@ -189,7 +191,8 @@ def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: to
         result[f"{split}_loss"] = None if ev is None else ev.loss
         result[f"{split}_accuracy"] = None if ev is None else ev.accuracy
     data = curvature_batches(_split(net, settings.split), settings.samples, rank, world_size)
-    curvature, spectrum = measure_curvature(model, net.loss_fn, data, net.masks, settings, device, process_group)
+    curvature, spectrum = measure_curvature(model, net.loss_fn, data, net.masks, settings, device, process_group,
+                                            progress=progress)
     return result | curvature | {"density": density_to_json(spectrum), "seconds": time.perf_counter() - began}
 
 

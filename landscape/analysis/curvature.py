@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from landscape.connectivity.interpolation import EVAL_BATCH
 from landscape.data.batches import chunked
 from landscape.data.distributed import shard
+from landscape.foundation.progress import Progress
 from landscape.foundation.settings import Settings, setting
 from landscape.instruments import escape_dimensions, fisher_trace, flatness, saddle_index
 from landscape.linalg import SpectralDensity, density, eigs, trace
@@ -85,9 +86,11 @@ def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int, ra
 def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: Any,
                       masks: Mapping[str, Tensor] | None = None, settings: CurvatureSettings = CurvatureSettings(),
                       device: str | torch.device | None = None,
-                      process_group: dist.ProcessGroup | None = None) -> tuple[dict[str, Any], SpectralDensity]:
+                      process_group: dist.ProcessGroup | None = None, *,
+                      progress: bool = False) -> tuple[dict[str, Any], SpectralDensity]:
     """The curvature profile of the module docstring on ``data`` (already the curvature samples, e.g. from
-    :func:`curvature_batches`), over the coordinates ``masks`` keeps; with ``process_group``, this rank's shard.
+    :func:`curvature_batches`), over the coordinates ``masks`` keeps; with ``process_group``, this rank's shard;
+    with ``progress``, a bar over the instruments naming the last one finished and the Hessian products so far.
 
     Returns:
         ``({key: value for key in CURVATURE_KEYS}, spectral density)``, plain numbers and lists.
@@ -97,16 +100,31 @@ def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
     """
     s = settings
     H = Hessian(model, loss_fn, data, masks=masks, device=device, process_group=process_group)
+    bar = Progress("curvature", 8, unit="instruments", enabled=progress)
+
+    def finished(name: str) -> None:
+        bar.set_postfix({"finished": name, "matvecs": H.matvecs})
+        bar.update(1)
+
     top = eigs(H, k=s.eigenvalues, which="largest", tol=s.eig_tol, max_matvecs=s.max_matvecs, seed=s.seed)
+    finished("top eigenvalues")
     bottom = eigs(H, k=s.eigenvalues, which="smallest", tol=s.eig_tol, max_matvecs=s.max_matvecs, seed=s.seed + 1)
+    finished("bottom eigenvalues")
     tr = trace(H, matvecs=s.trace_matvecs, seed=s.seed)
+    finished("trace")
     spectrum = density(H, steps=s.density_steps, runs=s.density_runs, seed=s.seed)
+    finished("density")
     index = saddle_index(H, s.saddle_tol, top=top, bottom=bottom, steps=s.density_steps, runs=s.density_runs,
                          seed=s.seed)
+    finished("saddle index")
     escape = escape_dimensions(H, s.saddle_tol, s.eigenvalues, top=top, bottom=bottom, seed=s.seed)
+    finished("escape dimensions")
     flat = flatness(H, delta=s.flatness_delta, z=s.flatness_z, k=s.eigenvalues, steps=s.density_steps,
                     runs=s.density_runs, top=top, seed=s.seed)
+    finished("flatness")
     fisher = fisher_trace(model, loss_fn, data, masks=masks, device=device, process_group=process_group)
+    finished("fisher trace")
+    bar.close()
     return ({"weights": H.shape[0], "top_eigenvalues": top.eigenvalues.tolist(),
              "top_residuals": top.residuals.tolist(), "bottom_eigenvalues": bottom.eigenvalues.tolist(),
              "bottom_residuals": bottom.residuals.tolist(), "eigs_converged": bool(top.converged and bottom.converged),

@@ -13,8 +13,11 @@ def test_quick_demo_writes_report_with_existing_figures_and_resumes(tmp_path, mo
     assert str(result.report) in printed.out
     log = printed.err   # not a terminal: a line per phase and a few progress lines, no redrawn bars
     assert "\r" not in log and len(log.splitlines()) < 60, log
-    for title in ("dense training, tracked", "pruning round 1/1", "analysing step 30 (3/3)"):
+    for title in ("dense training, tracked", "pruning round 1/1", "analysing step 30 (3/3)",
+                  "curvature (8 instruments)"):
         assert title in log.splitlines()
+    assert re.search(r"^curvature: 8/8 instruments .* finished=fisher trace matvecs=\d+$", log, re.M)
+    assert re.search(r"^tracker cost [\d.]+ s: ", log, re.M)
     report = result.report.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert any(link.startswith("compare/figures/") for link in links)

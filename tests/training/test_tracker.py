@@ -277,4 +277,5 @@ def test_a_tracked_training_ends_with_the_trackers_cost_per_instrument(tmp_path,
     assert _saddle_tracker(tmp_path).cost_summary() is None
     train(hp, tmp_path / "run", callbacks=[tracker(hp)], progress=True)
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("tracker cost") and all(f"{name} " in last for name in ("top_eigen", "trace", "fisher_trace"))
+    assert last.startswith("tracker cost")
+    assert all(f"{name} " in last for name in ("top_eigen", "trace", "fisher_trace"))
