@@ -11,7 +11,8 @@ by one of two methods:
 ``method="auto"`` learns the faster one from the first products the caller asks for, per octave of block
 sizes (:mod:`landscape.operators.methods`): construction times nothing, and no product is spent on choosing.
 Forward mode is tried only once ``torch.func``'s one-time setup is paid in the process, or when reverse-mode
-products are slow enough to repay it.
+products are slow enough to repay it. With a process group it runs reverse mode: timings differ between
+ranks, and every rank must run the same products.
 ``method_choice`` holds the timings and the choices. ``compile=`` compiles the ``"forward"`` product
 (:mod:`landscape.operators.compiled`), so that ``"auto"`` weighs the compiled product; the ``"reverse"`` one
 cannot be compiled.
@@ -23,7 +24,6 @@ import sys
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from landscape.operators.base import CurvatureOperator, PreparedBatch
@@ -62,7 +62,9 @@ class AutodiffOperator(CurvatureOperator):
                              "method='forward' or 'auto'")
         self.method = method
         super().__init__(model, loss_fn, data, **kwargs)
-        auto = method == "auto" and not self.batch_statistics
+        # with a process group every rank must run the same products: the trials' timings differ between ranks
+        # (and decide when a trial is worth it), so "auto" takes reverse mode there instead of timing
+        auto = method == "auto" and not self.batch_statistics and self._group is None
         self.method_choice = MethodChoice(METHODS if auto else ("reverse" if method == "auto" else method,),
                                           setup={"forward": forward_mode_ready})
         self._running = self.method_choice.method_for(1)
@@ -91,16 +93,8 @@ class AutodiffOperator(CurvatureOperator):
         if method in self.method_choice.candidates:   # not excluded by a failure during the product
             best = self.method_choice.record(method, vectors, seconds)
             if best is not None:
-                self.method_choice.decide(vectors, self._slowest_rank(best))
+                self.method_choice.decide(vectors, best)
         return out
-
-    def _slowest_rank(self, best: dict[str, float]) -> dict[str, float]:
-        """With a process group, each method's time on the slowest rank, so that every rank decides alike."""
-        if self._group is None:
-            return best
-        times = torch.tensor(list(best.values()), dtype=torch.float64, device=self.device)
-        dist.all_reduce(times, op=dist.ReduceOp.MAX, group=self._group)
-        return dict(zip(best, times.tolist()))
 
     def _batch_matmat(self, batch: PreparedBatch, V: Tensor) -> Tensor:
         if self._running == "forward":

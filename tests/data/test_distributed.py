@@ -94,6 +94,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         whole = Hessian(model, CE, everything, dtype=F64, method="reverse")
         H = Hessian(model, CE, mine, dtype=F64, method="reverse", process_group=ctx.group)
         seen["samples"] = (H.num_samples, H.local_samples)
+        seen["auto"] = Hessian(model, CE, mine, dtype=F64, process_group=ctx.group).method_choice.candidates
         seen["loss"] = (whole.loss, H.loss)
         seen["gradient"] = (whole.gradient.numpy(), H.gradient.numpy())
         seen["whole"], seen["sharded"] = _solve(whole), _solve(H)
@@ -190,6 +191,11 @@ def test_two_ranks_give_the_eigenvalues_trace_and_density_of_one_process(ranks):
         assert np.allclose(sharded["trace"], whole["trace"], rtol=1e-11, atol=0)
         assert np.allclose(sharded["nodes"], whole["nodes"], rtol=0, atol=1e-11 * scale)
         assert np.allclose(sharded["weights"], whole["weights"], rtol=0, atol=1e-10)
+
+
+def test_auto_method_runs_reverse_mode_on_every_rank_instead_of_timing_trials(ranks):
+    """Timed trials differ between ranks, which then ran different products and deadlocked their all_reduces."""
+    assert [s["auto"] for s in ranks] == [["reverse"], ["reverse"]]
 
 
 def test_every_rank_holds_the_same_result(ranks):

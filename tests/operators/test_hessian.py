@@ -101,9 +101,11 @@ def test_auto_method_learns_from_the_first_products_and_keeps_them_exact(mlp, cl
 def test_auto_method_does_not_try_forward_mode_when_it_cannot_repay(mlp, classification, monkeypatch, ready,
                                                                    worth_a_trial):
     """Forward mode's first use imports torch._dynamo (seconds), and trying it costs products: neither is worth
-    it when reverse products take microseconds."""
+    it when reverse products take microseconds (every product is reported as taking 1 microsecond, so that the
+    test does not depend on this machine's speed)."""
     monkeypatch.setattr(autodiff, "forward_mode_ready", lambda: ready)
     monkeypatch.setattr(methods, "WORTH_A_TRIAL", worth_a_trial)
+    monkeypatch.setattr(autodiff, "timed", lambda run, device: (run(), 1e-6))
     H = Hessian(mlp, CE, classification, dtype=F64)
     v = torch.randn(H.shape[0], dtype=F64)
     used = []
