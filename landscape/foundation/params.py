@@ -18,6 +18,21 @@ from torch import Tensor, nn
 Selection = Union[None, Iterable[str], Callable[[str, nn.Parameter], bool]]
 
 
+def selected_names(named: Mapping[str, Tensor], selection: Selection,
+                   default: Callable[[str, Tensor], bool]) -> list[str]:
+    """The names of ``named`` that ``selection`` picks: ``default(name, parameter)`` when it is ``None``, a
+    predicate ``(name, parameter) -> bool``, or an iterable of names (each checked to exist)."""
+    if selection is None:
+        selection = default
+    if callable(selection):
+        return [n for n, p in named.items() if selection(n, p)]
+    names = list(selection)
+    unknown = [n for n in names if n not in named]
+    if unknown:
+        raise KeyError(f"unknown parameter names {unknown}; the model has {list(named)}")
+    return names
+
+
 class ParamSpace:
     """The selected, unpruned coordinates of a model's parameters.
 
@@ -35,15 +50,7 @@ class ParamSpace:
         if isinstance(params, str):
             raise TypeError(f"params must be a list of parameter names or a predicate, got the string {params!r}: "
                             f"write params=[{params!r}]")
-        if params is None:
-            names = [n for n, p in named.items() if p.requires_grad]
-        elif callable(params):
-            names = [n for n, p in named.items() if params(n, p)]
-        else:
-            names = list(params)
-            unknown = [n for n in names if n not in named]
-            if unknown:
-                raise KeyError(f"unknown parameter names {unknown}; the model has {list(named)}")
+        names = selected_names(named, params, default=lambda n, p: p.requires_grad)
         if not names:
             raise ValueError("no trainable parameters selected: the model has none with requires_grad=True, "
                              "or the selection matched none")

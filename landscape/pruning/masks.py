@@ -12,14 +12,16 @@ keeps an exact count instead, ``round(N * d)`` of the ``N`` prunable weights (pe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Literal, Union
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from landscape.foundation.params import Selection, selected_names
+
 Masks = dict[str, Tensor]
-Prunable = Union[None, Iterable[str], Callable[[str, nn.Parameter], bool]]
+Prunable = Selection   # which parameters may be pruned (None: every weight matrix and kernel)
 
 
 def prunable_names(model: nn.Module, prunable: Prunable = None, exclude_output: bool = False) -> list[str]:
@@ -31,15 +33,7 @@ def prunable_names(model: nn.Module, prunable: Prunable = None, exclude_output: 
         exclude_output: leave the last prunable parameter (the output layer's weight) dense.
     """
     named = dict(model.named_parameters())
-    if prunable is None:
-        names = [n for n, p in named.items() if p.requires_grad and p.ndim >= 2]
-    elif callable(prunable):
-        names = [n for n, p in named.items() if prunable(n, p)]
-    else:
-        names = list(prunable)
-        unknown = [n for n in names if n not in named]
-        if unknown:
-            raise KeyError(f"unknown parameter names {unknown}; the model has {list(named)}")
+    names = selected_names(named, prunable, default=lambda n, p: p.requires_grad and p.ndim >= 2)
     if exclude_output and names:
         names = names[:-1]
     if not names:
@@ -114,12 +108,15 @@ def _magnitude(model: nn.Module, masks: Mapping[str, Tensor] | None, scope: str,
     device = scores[names[0]].device   # ranked where the weights are: no copy to the host
     flat = torch.cat([scores[n].reshape(-1).to(device) for n in names])
     alive = int(sum(current[n].sum().to(device) for n in names))
-    kept = _keep_largest(flat, count(alive, flat.numel()))
+    return _unflatten(_keep_largest(flat, count(alive, flat.numel())), {n: named[n] for n in names})
+
+
+def _unflatten(flat: Tensor, like: Mapping[str, Tensor]) -> Masks:
+    """``flat`` cut into consecutive pieces shaped and placed like the tensors of ``like``, in its order."""
     out, start = {}, 0
-    for n in names:
-        size = scores[n].numel()
-        out[n] = kept[start:start + size].reshape(scores[n].shape).to(named[n].device)
-        start += size
+    for n, t in like.items():
+        out[n] = flat[start:start + t.numel()].reshape(t.shape).to(t.device)
+        start += t.numel()
     return out
 
 
@@ -175,12 +172,7 @@ def masks_from_scores(scores: Mapping[str, Tensor], density: float, allocation: 
             flat = torch.where(live, flat, torch.full_like(flat, -math.inf))
         kept = torch.zeros(flat.numel(), dtype=torch.bool, device=device)
         kept[torch.sort(flat, descending=True, stable=True).indices[:keep]] = True
-        out, start = {}, 0
-        for n in group:
-            size = scores[n].numel()
-            out[n] = kept[start:start + size].reshape(scores[n].shape).to(scores[n].device)
-            start += size
-        return out
+        return _unflatten(kept, {n: scores[n] for n in group})
 
     if allocation == "layerwise":
         return {n: m for name in names for n, m in ranked([name]).items()}
