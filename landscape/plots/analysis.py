@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from landscape.plots.style import bounded_errors, draw_unreliable
 from landscape.plots.surface import _figure
 
 
@@ -104,28 +105,6 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
     if title:
         fig.suptitle(title)
     return fig
-
-
-UNRELIABLE_LABEL = "unreliable (error > ½ value)"
-
-
-def bounded_errors(values: Any, errors: Any) -> np.ndarray:
-    """``yerr`` for ``Axes.errorbar``: the ``(2, n)`` lower and upper half-widths, missing or infinite errors as
-    none, and the lower ones cut at 0 when no value is negative (a non-negative quantity's bar stays above 0)."""
-    v = np.asarray(values, dtype=float)
-    e = np.asarray(errors, dtype=float)
-    e = np.where(np.isfinite(e), e, 0.0)
-    finite = v[np.isfinite(v)]
-    lower = np.minimum(e, np.where(np.isfinite(v), np.maximum(v, 0.0), e)) if finite.size and finite.min() >= 0 else e
-    return np.vstack([lower, e])
-
-
-def draw_unreliable(ax, x: Any, y: Any, color: str, marker: str = "o") -> None:
-    """Hollow markers at points whose result says it is unreliable, with one legend entry per axes (shown)."""
-    labelled = UNRELIABLE_LABEL in ax.get_legend_handles_labels()[1]
-    ax.plot(x, y, marker, ms=5, mfc="white", mec=color, mew=1.2, ls="none",
-            label="_nolegend_" if labelled else UNRELIABLE_LABEL)
-    ax.legend(fontsize=7)
 
 
 def measure_series(checkpoints: Sequence[Mapping[str, Any]], key: str,

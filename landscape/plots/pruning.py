@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from landscape.linalg import SpectralDensity
-from landscape.plots.analysis import bounded_errors, draw_unreliable
+from landscape.plots.style import bounded_errors, draw_unreliable
 from landscape.plots.surface import _figure
 
 REMAINING_LABEL = "weights remaining (%)"

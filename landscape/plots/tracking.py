@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from landscape.foundation.runs import Run
 from landscape.linalg import SpectralDensity
-from landscape.plots.analysis import bounded_errors, draw_unreliable
+from landscape.plots.style import bounded_errors, draw_unreliable
 from landscape.plots.surface import _figure, save_figure
 
 LOG_STEPS = 100.0   # symmetric-log step axis when the last step is at least this multiple of the first positive

@@ -4,7 +4,8 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from landscape.plots.analysis import bounded_errors, plot_measures  # noqa: E402
+from landscape.plots.analysis import plot_measures  # noqa: E402
+from landscape.plots.style import bounded_errors  # noqa: E402
 
 
 def test_lower_bars_of_non_negative_values_are_cut_at_zero():
