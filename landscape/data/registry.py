@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from landscape.data.batches import Batch
 from landscape.data.dataset import Dataset
 from landscape.data.external import image_folder, torchvision_dataset
+from landscape.data.label_noise import LABEL_KEYWORDS, corrupt_labels
 from landscape.foundation.registry import Registry
 from landscape.foundation.runs import atomic_write_bytes
 from landscape.foundation.state import preserved_rng
@@ -77,17 +78,28 @@ def dataset_description(name: str) -> str:
 def load_dataset(name: str, **kwargs) -> Dataset:
     """The registered data set ``name``, built with ``kwargs`` (deterministic, memoised in the process).
 
+    Every classification data set also takes ``label_noise`` (fraction of training labels replaced by a
+    uniformly random other class), ``random_labels`` (every training label drawn uniformly) and ``label_seed``;
+    :mod:`landscape.data.label_noise` defines them (test labels are never changed).
+
     The returned tensors are shared between calls with the same arguments: clone before modifying them.
     Unknown names or keyword arguments fail with the known ones listed.
     """
+    labels = {k: kwargs.pop(k) for k in LABEL_KEYWORDS if k in kwargs}
     if name.startswith(TORCHVISION_PREFIX):
-
-        return torchvision_dataset(name.removeprefix(TORCHVISION_PREFIX), **kwargs)
+        return corrupt_labels(torchvision_dataset(name.removeprefix(TORCHVISION_PREFIX), **kwargs), **labels)
     accepted = list(inspect.signature(_DATASETS.get(name)).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise TypeError(f"data set {name!r} takes no argument(s) {unknown}; it accepts {accepted}")
-    return _load(name, tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+        raise TypeError(f"data set {name!r} takes no argument(s) {unknown}; it accepts {accepted} and, for class "
+                        f"labels, {list(LABEL_KEYWORDS)}")
+    key = tuple(sorted((k, _hashable(v)) for k, v in kwargs.items()))
+    return _relabelled(name, key, tuple(sorted(labels.items()))) if labels else _load(name, key)
+
+
+@functools.lru_cache(maxsize=8)
+def _relabelled(name: str, kwargs: tuple, labels: tuple) -> Dataset:
+    return corrupt_labels(_load(name, kwargs), **dict(labels))
 
 
 @functools.lru_cache(maxsize=8)
