@@ -15,7 +15,10 @@ error (e.g. late checkpoints) rather than along early training.
 Output in ``out_dir``: ``analysis.json`` (rewritten atomically after each checkpoint and each pair),
 ``figures/*.png`` and ``report.md`` (:mod:`landscape.analysis.report`). Each result is stored under a key made of
 the checkpoint's tensor digest, the digest of the data it was measured on and the settings, so an
-interrupted or repeated analysis recomputes nothing already in ``analysis.json``.
+interrupted or repeated analysis recomputes nothing already in ``analysis.json``. Inside a checkpoint, each finished
+instrument (evaluation, each curvature instrument, block spectra) is saved under ``unfinished/`` until the checkpoint
+is written, keyed by the settings it reads (:mod:`landscape.analysis.instrument_store`): a kill loses only the
+instrument that was running.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ import dataclasses
 import importlib
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset as TorchDataset
 
 from landscape.analysis.curvature import curvature_batches, measure_curvature
+from landscape.analysis.instrument_store import DIRECTORY as UNFINISHED
+from landscape.analysis.instrument_store import InstrumentStore
 from landscape.analysis.report import write_report
 from landscape.analysis.results import Analysis, AnalyzeSettings, density_to_json
 from landscape.connectivity.interpolation import EVAL_BATCH, RunCheckpoint, interpolate, load_run_checkpoint
@@ -53,6 +57,8 @@ from landscape.training import tensors_digest
 from landscape.training.evaluation import evaluate
 
 FORMAT = 3   # 3: the saddle index carries its total error, reliable and reason
+BLOCK_SETTINGS = ("blocks", "eigenvalues", "eig_tol", "max_matvecs", "trace_matvecs", "density_steps", "density_runs",
+                  "seed")   # the AnalyzeSettings fields measure_blocks reads besides samples and split
 def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, data: Any = None,
             loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None, steps: Sequence[int] | None = None,
             model_kwargs: Mapping[str, Any] | None = None, data_kwargs: Mapping[str, Any] | None = None,
@@ -114,21 +120,23 @@ def analyze(targets: str | Path | Sequence[str | Path], *, model: Any = None, da
     for index, path in enumerate(files, 1):
         net = subject.load(path)
         phase(f"analysing {_label(net, path, files)} ({index}/{len(files)})", enabled=progress)
-        data_digest = _data_digest(net, settings.samples, settings.split)
-        key = f"{tensors_digest(net.model.state_dict())}-{data_digest}-{settings.digest}"
+        measured_on = f"{tensors_digest(net.model.state_dict())}-{_data_digest(net, settings.samples, settings.split)}"
+        key = f"{measured_on}-{settings.digest}"
+        store = InstrumentStore(out_dir / UNFINISHED / measured_on, write=writer)
         if key in cached["checkpoints"]:
             result = cached["checkpoints"][key]
         else:
             result = measure_checkpoint(net, settings, device, process_group, rank, world_size,
-                                        progress=progress) | {"key": key}
+                                        progress=progress, store=store) | {"key": key}
             computed += 1
         if settings.blocks and result.get("blocks", {}).get("partition") != settings.blocks:
-            result = result | {"blocks": measure_blocks(net, settings, device)}
+            result = result | {"blocks": measure_blocks(net, settings, device, store)}
             computed += 1
         result |= {"label": _label(net, path, files), "path": str(path), "run": str(net.run_dir),
                    "step": net.step if net.step >= 0 else None}
         checkpoints.append(result)
         save()
+        store.clear()
         if previous is not None and _same_shapes(previous.model, net.model):
             pair_key = f"{checkpoints[-2]['key']}~{key}"
             if pair_key in cached["pairs"]:
@@ -179,33 +187,47 @@ def checkpoint_files(targets: str | Path | Sequence[str | Path], steps: Sequence
 
 def measure_checkpoint(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
                        process_group: dist.ProcessGroup | None = None, rank: int = 0,
-                       world_size: int = 1, *, progress: bool = False) -> dict[str, Any]:
+                       world_size: int = 1, *, progress: bool = False,
+                       store: InstrumentStore | None = None) -> dict[str, Any]:
     """Evaluation and curvature profile of one checkpoint (see the module docstring), as plain data; with
     ``process_group``, the curvature over the ranks' shares of the samples (see :func:`analyze`); with
-    ``progress``, a bar over the curvature instruments."""
-    began = time.perf_counter()
+    ``progress``, a bar over the curvature instruments; with ``store`` (for this checkpoint's weights and data),
+    each finished instrument saved and the saved ones loaded (:mod:`landscape.analysis.instrument_store`).
+    ``seconds`` sums the instruments' own times (a resumed checkpoint's included)."""
     model = net.model.to(device).eval()
-    result: dict[str, Any] = {}
+    store = store or InstrumentStore(None)
+    evaluated, _ = store.measure("evaluation", "all", lambda: _evaluate(model, net))
+    data = curvature_batches(_split(net, settings.split), settings.samples, rank, world_size)
+    curvature, spectrum = measure_curvature(model, net.loss_fn, data, net.masks, settings, device, process_group,
+                                            progress=progress, store=store)
+    return evaluated.value | curvature | {"density": density_to_json(spectrum), "seconds": store.seconds}
+
+
+def _evaluate(model: nn.Module, net: RunCheckpoint) -> dict[str, float | None]:
+    result: dict[str, float | None] = {}
     for split in ("train", "test"):
         ev = evaluate(model, net.loss_fn, net.data[split]) if split in net.data else None
         result[f"{split}_loss"] = None if ev is None else ev.loss
         result[f"{split}_accuracy"] = None if ev is None else ev.accuracy
-    data = curvature_batches(_split(net, settings.split), settings.samples, rank, world_size)
-    curvature, spectrum = measure_curvature(model, net.loss_fn, data, net.masks, settings, device, process_group,
-                                            progress=progress)
-    return result | curvature | {"density": density_to_json(spectrum), "seconds": time.perf_counter() - began}
+    return result
 
 
-def measure_blocks(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device) -> dict[str, Any]:
+def measure_blocks(net: RunCheckpoint, settings: AnalyzeSettings, device: torch.device,
+                   store: InstrumentStore | None = None) -> dict[str, Any]:
     """Per-block Hessian spectra (:func:`landscape.instruments.block_spectra`) of one checkpoint on the curvature
-    samples, with the settings' eigen, trace and density budgets: ``{"partition", "blocks": [...], "seconds"}``."""
-    began = time.perf_counter()
+    samples, with the settings' eigen, trace and density budgets: ``{"partition", "blocks": [...], "seconds"}``;
+    saved to and loaded from ``store`` as one instrument."""
     data = curvature_batches(_split(net, settings.split), settings.samples)
-    result = block_spectra(net.model.to(device).eval(), net.loss_fn, data, settings.blocks, k=settings.eigenvalues,
-                           tol=settings.eig_tol, max_matvecs=settings.max_matvecs, trace_matvecs=settings.trace_matvecs,
-                           density_steps=settings.density_steps, density_runs=settings.density_runs, masks=net.masks,
-                           device=device, seed=settings.seed)
-    return {"partition": settings.blocks, "blocks": result.to_dict(), "seconds": time.perf_counter() - began}
+    store = store or InstrumentStore(None)
+
+    def measure() -> dict[str, Any]:
+        return block_spectra(net.model.to(device).eval(), net.loss_fn, data, settings.blocks, k=settings.eigenvalues,
+                             tol=settings.eig_tol, max_matvecs=settings.max_matvecs,
+                             trace_matvecs=settings.trace_matvecs, density_steps=settings.density_steps,
+                             density_runs=settings.density_runs, masks=net.masks, device=device,
+                             seed=settings.seed).to_dict()
+    done, _ = store.measure("blocks", store.key(settings, BLOCK_SETTINGS), measure)
+    return {"partition": settings.blocks, "blocks": done.value, "seconds": done.seconds}
 
 
 def _split(net: RunCheckpoint, split: str) -> list[tuple[Tensor, Tensor]]:

@@ -30,7 +30,8 @@ trace sum over the ranks (:mod:`landscape.data.distributed`), so every rank retu
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -38,6 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from landscape.analysis.instrument_store import InstrumentStore
 from landscape.connectivity.interpolation import EVAL_BATCH
 from landscape.data.batches import chunked
 from landscape.data.distributed import shard
@@ -74,6 +76,20 @@ class CurvatureSettings(Settings):
     seed: int = setting(0, "seed of every random probe")
 
 
+_EIGEN = ("eigenvalues", "eig_tol", "max_matvecs", "seed")
+INSTRUMENT_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "top eigenvalues": (_EIGEN, ()),
+    "bottom eigenvalues": (_EIGEN, ()),
+    "trace": (("trace_matvecs", "seed"), ()),
+    "density": (("density_steps", "density_runs", "seed"), ()),
+    "saddle index": (("saddle_tol", "density_steps", "density_runs", "seed"),
+                     ("top eigenvalues", "bottom eigenvalues")),
+    "escape dimensions": (("saddle_tol", "eigenvalues", "seed"), ("top eigenvalues", "bottom eigenvalues")),
+    "flatness": (("flatness_delta", "flatness_z", "eigenvalues", "density_steps", "density_runs", "seed"),
+                 ("top eigenvalues",)),
+    "fisher trace": ((), ()),
+}   # instrument: (the CurvatureSettings fields it reads besides samples, the instruments whose results it uses)
+
 def curvature_batches(batches: Sequence[tuple[Tensor, Tensor]], samples: int, rank: int = 0,
                       world_size: int = 1) -> list[tuple[Tensor, Tensor]]:
     """The first ``samples`` samples of ``batches`` (rank ``rank``'s contiguous part of them, see
@@ -87,44 +103,42 @@ def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
                       masks: Mapping[str, Tensor] | None = None, settings: CurvatureSettings = CurvatureSettings(),
                       device: str | torch.device | None = None,
                       process_group: dist.ProcessGroup | None = None, *,
-                      progress: bool = False) -> tuple[dict[str, Any], SpectralDensity]:
+                      progress: bool = False,
+                      store: InstrumentStore | None = None) -> tuple[dict[str, Any], SpectralDensity]:
     """The curvature profile of the module docstring on ``data`` (already the curvature samples, e.g. from
-    :func:`curvature_batches`), over the coordinates ``masks`` keeps; with ``process_group``, this rank's shard;
-    with ``progress``, a bar over the instruments naming the last one finished and the Hessian products so far.
+    :func:`curvature_batches`), over the coordinates ``masks`` keeps; with ``process_group``, this rank's shard.
+
+    With ``progress``, a bar over the instruments naming the one running and the Hessian products so far (on a
+    terminal the count follows each product; in a log, at most :data:`landscape.foundation.progress.LOG_LINES`
+    lines). With ``store`` (an :class:`~landscape.analysis.instrument_store.InstrumentStore` for these weights
+    and data), each finished instrument is saved, and one saved under the same settings is loaded, not measured.
 
     Returns:
-        ``({key: value for key in CURVATURE_KEYS}, spectral density)``, plain numbers and lists.
+        ``({key: value for key in CURVATURE_KEYS}, spectral density)``, plain numbers and lists; ``matvecs`` counts
+        the products of every instrument, loaded ones included.
 
     Raises:
         ValueError: BatchNorm in train mode (call ``model.eval()``), as for every operator.
     """
     s = settings
     H = Hessian(model, loss_fn, data, masks=masks, device=device, process_group=process_group)
-    bar = Progress("curvature", 8, unit="instruments", enabled=progress)
-
-    def finished(name: str) -> None:
-        bar.set_postfix({"finished": name, "matvecs": H.matvecs})
-        bar.update(1)
-
-    top = eigs(H, k=s.eigenvalues, which="largest", tol=s.eig_tol, max_matvecs=s.max_matvecs, seed=s.seed)
-    finished("top eigenvalues")
-    bottom = eigs(H, k=s.eigenvalues, which="smallest", tol=s.eig_tol, max_matvecs=s.max_matvecs, seed=s.seed + 1)
-    finished("bottom eigenvalues")
-    tr = trace(H, matvecs=s.trace_matvecs, seed=s.seed)
-    finished("trace")
-    spectrum = density(H, steps=s.density_steps, runs=s.density_runs, seed=s.seed)
-    finished("density")
-    index = saddle_index(H, s.saddle_tol, top=top, bottom=bottom, steps=s.density_steps, runs=s.density_runs,
-                         seed=s.seed)
-    finished("saddle index")
-    escape = escape_dimensions(H, s.saddle_tol, s.eigenvalues, top=top, bottom=bottom, seed=s.seed)
-    finished("escape dimensions")
-    flat = flatness(H, delta=s.flatness_delta, z=s.flatness_z, k=s.eigenvalues, steps=s.density_steps,
-                    runs=s.density_runs, top=top, seed=s.seed)
-    finished("flatness")
-    fisher = fisher_trace(model, loss_fn, data, masks=masks, device=device, process_group=process_group)
-    finished("fisher trace")
-    bar.close()
+    runner = _Instruments(H, s, store, Progress("curvature", len(INSTRUMENT_SETTINGS), unit="instruments",
+                                               enabled=progress))
+    top = runner.run("top eigenvalues", lambda: eigs(H, k=s.eigenvalues, which="largest", tol=s.eig_tol,
+                                                     max_matvecs=s.max_matvecs, seed=s.seed))
+    bottom = runner.run("bottom eigenvalues", lambda: eigs(H, k=s.eigenvalues, which="smallest", tol=s.eig_tol,
+                                                           max_matvecs=s.max_matvecs, seed=s.seed + 1))
+    tr = runner.run("trace", lambda: trace(H, matvecs=s.trace_matvecs, seed=s.seed))
+    spectrum = runner.run("density", lambda: density(H, steps=s.density_steps, runs=s.density_runs, seed=s.seed))
+    index = runner.run("saddle index", lambda: saddle_index(H, s.saddle_tol, top=top, bottom=bottom,
+                                                            steps=s.density_steps, runs=s.density_runs, seed=s.seed))
+    escape = runner.run("escape dimensions", lambda: escape_dimensions(H, s.saddle_tol, s.eigenvalues, top=top,
+                                                                       bottom=bottom, seed=s.seed))
+    flat = runner.run("flatness", lambda: flatness(H, delta=s.flatness_delta, z=s.flatness_z, k=s.eigenvalues,
+                                                   steps=s.density_steps, runs=s.density_runs, top=top, seed=s.seed))
+    fisher = runner.run("fisher trace", lambda: fisher_trace(model, loss_fn, data, masks=masks, device=device,
+                                                             process_group=process_group))
+    runner.close()
     return ({"weights": H.shape[0], "top_eigenvalues": top.eigenvalues.tolist(),
              "top_residuals": top.residuals.tolist(), "bottom_eigenvalues": bottom.eigenvalues.tolist(),
              "bottom_residuals": bottom.residuals.tolist(), "eigs_converged": bool(top.converged and bottom.converged),
@@ -137,4 +151,54 @@ def measure_curvature(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
              "frobenius": flat.frobenius, "frobenius_stderr": flat.frobenius_stderr, "occam": flat.occam,
              "occam_stderr": flat.occam_stderr, "effective_dim": flat.effective_dim,
              "effective_dim_stderr": flat.effective_dim_stderr, "fisher_trace": fisher.value,
-             "fisher_trace_stderr": fisher.stderr, "matvecs": H.matvecs}, spectrum)
+             "fisher_trace_stderr": fisher.stderr, "matvecs": runner.matvecs}, spectrum)
+
+
+class _Instruments:
+    """Runs the instruments of :func:`measure_curvature` in order, each through the store (keyed by
+    :data:`INSTRUMENT_SETTINGS`), counting the products and showing progress."""
+
+    def __init__(self, H: Hessian, settings: CurvatureSettings, store: InstrumentStore | None, bar: Progress):
+        self.H, self.settings, self.store, self.bar = H, settings, store or InstrumentStore(None), bar
+        self.keys: dict[str, str] = {}
+        self.matvecs, self.reused = 0, 0
+
+    def run(self, name: str, compute: Callable[[], Any]) -> Any:
+        """The result of instrument ``name``: loaded from the store, or ``compute()``'s."""
+        self._show(name)
+        fields, builds_on = INSTRUMENT_SETTINGS[name]
+        self.keys[name] = key = self.store.key(self.settings, fields, [self.keys[b] for b in builds_on])
+        with self._watching():
+            done, reused = self.store.measure(name, key, compute, matvecs=lambda: self.H.matvecs,
+                                              device=self.H.device)
+        self.matvecs, self.reused = self.matvecs + done.matvecs, self.reused + reused
+        self.bar.update(1)
+        return done.value
+
+    def close(self) -> None:
+        self._show(None)
+        self.bar.close()
+
+    def _show(self, running: str | None) -> None:
+        shown = {} if running is None else {"running": running}
+        shown["matvecs"] = self.matvecs
+        if self.reused:
+            shown["loaded"] = self.reused
+        self.bar.set_postfix(shown)
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        """The bar's product count follows each product of ``H`` while an instrument runs (throttled by
+        :meth:`Progress.set_postfix`; nothing is printed in a log)."""
+        base = self.matvecs - self.H.matvecs
+        matmat = self.H.matmat
+
+        def counted(V: Tensor) -> Tensor:
+            out = matmat(V)
+            self.bar.set_postfix(self.bar.postfix | {"matvecs": base + self.H.matvecs})
+            return out
+        self.H.matmat = counted   # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del self.H.matmat

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from tqdm.auto import tqdm
 
 LOG_LINES = 5   # progress lines per phase when the stream is not a terminal (the final line included)
+REDRAW_SECONDS = 0.5   # a terminal bar redraws for new postfix values at most this often
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -42,7 +43,7 @@ class Progress:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.postfix: dict[str, str] = {}
-        self._began = time.perf_counter()
+        self._began = self._redrawn = time.perf_counter()
         self._bar = None
         self._printed = 0            # progress lines printed (not a terminal)
         self._last_line = ""
@@ -65,10 +66,15 @@ class Progress:
                 self._line()
 
     def set_postfix(self, values: Mapping[str, Any]) -> None:
-        """The values shown after the bar (formatted with ``str``)."""
+        """The values shown after the bar (formatted with ``str``): on a terminal redrawn at most every
+        :data:`REDRAW_SECONDS`, so they may follow work inside one unit (products inside an instrument); in a
+        log printed only with the progress lines."""
         self.postfix = {k: str(v) for k, v in values.items()}
         if self._bar is not None:
             self._bar.set_postfix(self.postfix, refresh=False)
+            if time.perf_counter() - self._redrawn >= REDRAW_SECONDS:
+                self._bar.refresh()
+                self._redrawn = time.perf_counter()
 
     def close(self) -> None:
         """End the phase: the bar's final state, or the final line with the last postfix values."""

@@ -16,6 +16,7 @@ from landscape.linalg.uncertainty import format_estimate
 from landscape.plots.analysis import plot_measures
 from landscape.training import Hparams, init_model, train
 import landscape.analysis.analyze as analyze_module
+import landscape.analysis.curvature as curvature_module
 
 SETTINGS = AnalyzeSettings(samples=100, eigenvalues=2, max_matvecs=60, trace_matvecs=6, density_steps=8,
                            density_runs=2, points=3)
@@ -98,6 +99,33 @@ def test_analyze_resumes_and_recomputes_nothing_already_written(tiny_run, tmp_pa
     changed = AnalyzeSettings(**{**SETTINGS.__dict__, "trace_matvecs": 9})
     analyze(tiny_run, steps=[20], out_dir=tmp_path, settings=changed, progress=False)
     assert calls["measure_checkpoint"] == 4   # other settings: measured again
+
+
+def test_a_kill_inside_a_checkpoint_loses_only_the_instrument_running(tiny_run, tmp_path, monkeypatch, one_thread):
+    analyze(tiny_run, steps=[0, 20], out_dir=tmp_path / "whole", settings=SETTINGS, progress=False)
+    calls = {"largest": 0, "smallest": 0}
+    original = curvature_module.eigs
+
+    def eigs(*args, which, **kwargs):   # the second curvature instrument of the first checkpoint is killed
+        calls[which] += 1
+        if which == "smallest" and calls[which] == 1:
+            raise KeyboardInterrupt
+        return original(*args, which=which, **kwargs)
+    monkeypatch.setattr(curvature_module, "eigs", eigs)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        analyze(tiny_run, steps=[0, 20], out_dir=killed, settings=SETTINGS, progress=False)
+    assert (killed / "unfinished").is_dir() and not (killed / "analysis.json").exists()
+    analyze(tiny_run, steps=[0, 20], out_dir=killed, settings=SETTINGS, progress=False)
+    assert calls == {"largest": 2, "smallest": 3}   # step 0's top eigenvalues loaded, not solved again
+    assert not (killed / "unfinished").exists()
+
+    def timeless(value):
+        if isinstance(value, dict):
+            return {k: timeless(v) for k, v in value.items() if k != "seconds"}
+        return [timeless(v) for v in value] if isinstance(value, list) else value
+    whole, resumed = (json.loads((d / "analysis.json").read_text()) for d in (tmp_path / "whole", killed))
+    assert timeless(resumed) == timeless(whole)
 
 
 def test_analyze_takes_the_users_model_and_data(tiny_run, tmp_path, one_thread):
