@@ -3,10 +3,14 @@ one-shot pruning by another method (:mod:`landscape.pruning.one_shot`).
 
     landscape prune --model lenet300 --data mnist1d --rounds 8 --rewind 100it --controls reinit,random --out runs/imp
     landscape prune --method synflow --sparsity 0.9 --sanity shuffle,reinit --model lenet300 --data mnist1d
+    landscape prune --model resnet1d --rewind-sweep 0it,40it --seeds 3 --rounds 5 --fraction 0.36 --controls reinit
 
 The training options are those of ``landscape train``. ``--method imp`` (the default) trains the dense network,
 then one pruned round after another, and prints a line per round; running it again resumes: finished rounds
-are skipped, more rounds or controls are added. The other methods prune to ``--sparsity`` with
+are skipped, more rounds or controls are added. ``--rewind-sweep`` runs IMP rewound to each of several steps from
+one dense run per seed, with the dense network's and every ticket's instability, and prints per step and density
+the accuracies with a matching verdict over ``--seeds`` (:mod:`landscape.pruning.rewinding`). The other methods
+prune to ``--sparsity`` with
 ``--allocation`` (default: the method's paper's, global for SNIP/GraSP/SynFlow/magnitude_init/random,
 layerwise for the Zhou criteria, edge-popup and the sign methods), train what they prune and print a line per
 network. Options that do not apply to the method are refused with :class:`PruneOptionError`.
@@ -23,6 +27,7 @@ from landscape.pruning.at_init import AT_INIT_METHODS
 from landscape.pruning.imp import IMPResult, PruningHparams, iterative_magnitude_pruning
 from landscape.pruning.masks import ALLOCATIONS
 from landscape.pruning.one_shot import DEFAULT_ALLOCATION, ONE_SHOT_METHODS, SANITY_CHECKS, Outcome, one_shot
+from landscape.pruning.rewinding import rewind_sweeps, summarize, summary_table
 from landscape.training import Hparams
 
 HELP = ("lottery tickets by iterative magnitude pruning with rewinding and controls, or pruning at initialisation "
@@ -41,6 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IMP directory, one run directory per round (default: runs/imp_<hparams>_<pruning "
                              "digest>); rerunning resumes and skips finished rounds")
     add_settings_arguments(parser.add_argument_group("pruning"), PruningHparams)
+    sweep = parser.add_argument_group("rewinding sweep (imp)")
+    sweep.add_argument("--rewind-sweep", type=_rewinds, default=None, metavar="REWIND,...",
+                       help="IMP rewound to each of these points (as --rewind: 0it, 40it, 1ep) from one shared dense "
+                            "run per seed, with the dense network's instability at each point and each ticket's "
+                            "instability; replaces --rewind")
+    sweep.add_argument("--seeds", type=int, default=None,
+                       help="independent seeds of the sweep: seed i adds i to --init-seed and --data-order-seed "
+                            "(default: 1; matching is judged against one s.d. of the dense accuracy over seeds, so one "
+                            "seed needs --match-tolerance)")
+    sweep.add_argument("--instability-replicates", type=int, default=None,
+                       help="pairs of copies per instability measurement (default: 1)")
+    sweep.add_argument("--match-tolerance", type=float, default=None,
+                       help="a subnetwork matches when its mean test accuracy is at least the dense mean minus this "
+                            "accuracy fraction (default: one s.d. of the dense accuracy over the seeds)")
     one = parser.add_argument_group("one-shot methods (all but imp)")
     one.add_argument("--method", choices=METHODS, default="imp",
                      help="imp (iterative magnitude pruning, the options above); at initialisation: "
@@ -69,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     _check_combination(args, pruning)
     if args.method != "imp":
         return _run_one_shot(args, hparams, pruning.control_seed)
+    if args.rewind_sweep is not None:
+        return _run_sweep(args, hparams, pruning)
     out = args.out if args.out is not None else Path("runs") / f"imp_{hparams.name}_{pruning.digest}"
     with locked_directory(out):
         result = iterative_magnitude_pruning(hparams, pruning, out, device=args.device, progress=not args.no_progress)
@@ -90,9 +111,26 @@ def summary(result: IMPResult) -> str:
     return "\n".join(lines)
 
 
+def _run_sweep(args: argparse.Namespace, hparams: Hparams, pruning: PruningHparams) -> int:
+    """Run or resume the rewinding sweep of every seed and print its table."""
+    out = args.out if args.out is not None else Path("runs") / f"rewind_sweep_{hparams.name}_{pruning.digest}"
+    with locked_directory(out):
+        results = rewind_sweeps(hparams, pruning, args.rewind_sweep, out, seeds=args.seeds or 1,
+                                replicates=args.instability_replicates or 1, device=args.device,
+                                progress=not args.no_progress)
+    print(summary_table(summarize(results, tolerance=args.match_tolerance)))
+    print(f"sweep directory: {out} (seed<i>/dense, dense_instability, rewind_<k>/, ticket_instability/)")
+    return 0
+
+
 def _check_combination(args: argparse.Namespace, pruning: PruningHparams) -> None:
     """Refuse options that do not apply to ``--method`` (:class:`PruneOptionError`)."""
     method = args.method
+    sweep_given = [flag for flag, value in (("--rewind-sweep", args.rewind_sweep), ("--seeds", args.seeds),
+                                            ("--instability-replicates", args.instability_replicates),
+                                            ("--match-tolerance", args.match_tolerance)) if value is not None]
+    if method != "imp" and sweep_given:
+        raise PruneOptionError(f"{', '.join(sweep_given)} apply to --method imp only (the rewinding sweep)")
     one_shot_given = [flag for flag, value in (("--sparsity", args.sparsity), ("--allocation", args.allocation),
                                                ("--sanity", args.sanity or None),
                                                ("--synflow-iterations", args.synflow_iterations),
@@ -102,6 +140,7 @@ def _check_combination(args: argparse.Namespace, pruning: PruningHparams) -> Non
             raise PruneOptionError(f"{', '.join(one_shot_given)} apply to the one-shot methods, not to --method imp; "
                                    "iterative magnitude pruning sets its sparsity by --rounds/--target-density and "
                                    "--fraction, its allocation by --scope")
+        _check_sweep(args, pruning, sweep_given)
         return
     defaults = PruningHparams()
     imp_only = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(PruningHparams)
@@ -146,6 +185,43 @@ def one_shot_summary(method: str, sparsity: float, allocation: str, outcomes: li
         lines.append(f"{o.name:>10} {100 * o.density:>7.2f}% {_accuracy(o.test.accuracy):>8}  "
                      f"{o.run_dir if o.run_dir is not None else '-'}")
     return "\n".join(lines)
+
+
+def _check_sweep(args: argparse.Namespace, pruning: PruningHparams, sweep_given: list[str]) -> None:
+    """Refuse sweep options without ``--rewind-sweep``, ``--rewind`` with it, bad counts, and a single seed with no
+    tolerance to judge matching by."""
+    if args.rewind_sweep is None:
+        if sweep_given:
+            raise PruneOptionError(f"{', '.join(sweep_given)} apply to the rewinding sweep; add --rewind-sweep "
+                                   "0it,40it (the rewind points)")
+        return
+    seeds = args.seeds if args.seeds is not None else 1
+    problems = [msg for bad, msg in (
+        (pruning.rewind != PruningHparams().rewind, f"--rewind {pruning.rewind} and --rewind-sweep both set the rewind "
+                                                    "point; give the points in --rewind-sweep only"),
+        (seeds < 1, f"--seeds must be at least 1, got {seeds}"),
+        (args.instability_replicates is not None and args.instability_replicates < 1,
+         f"--instability-replicates must be at least 1, got {args.instability_replicates}"),
+        (args.match_tolerance is not None and not 0.0 <= args.match_tolerance < 1.0,
+         f"--match-tolerance is an accuracy fraction in [0, 1), got {args.match_tolerance}"),
+        (seeds == 1 and args.match_tolerance is None, "one seed has no spread to judge matching by; give --seeds 2 or "
+                                                      "more, or --match-tolerance (e.g. 0.005)"),
+    ) if bad]
+    if problems:
+        raise PruneOptionError("; ".join(problems))
+
+
+def _rewinds(text: str) -> tuple[str, ...]:
+    """``0it,40it,1ep`` as rewind points, each checked as ``--rewind`` would be."""
+    points = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not points:
+        raise argparse.ArgumentTypeError("give at least one rewind point, e.g. 0it,40it")
+    for point in points:
+        try:
+            PruningHparams(rewind=point)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+    return points
 
 
 def _checks(text: str) -> tuple[str, ...]:

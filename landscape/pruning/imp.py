@@ -33,11 +33,16 @@ An IMP directory holds ``imp.json`` (what identifies the experiment, checked on 
 directory per round, ``round_00`` (dense) to ``round_NN``, each with its ``round.json`` summary and its
 controls' run directories under ``controls/``. Rounds whose summary lists every control asked for are
 skipped when the experiment is run again; an interrupted training run resumes from its last checkpoint.
+
+Several experiments may share one dense run (``dense=``, e.g. IMP rewound to different steps k,
+:mod:`landscape.pruning.rewinding`): it is trained, resumed, or replayed for a checkpoint it lacks in its own run
+directory, which ``imp.json`` names relative to the IMP directory; ``round_00`` then holds only its ``round.json``.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -184,7 +189,8 @@ class IMPResult:
 
 
 def round_dir(imp_dir: str | Path, round: int) -> Path:
-    """The run directory of round ``round`` (``round_00`` is the dense network)."""
+    """The run directory of round ``round`` (``round_00`` is the dense network's, or only its ``round.json`` when
+    the experiment shares a dense run: :func:`dense_run_dir`)."""
     return Path(imp_dir) / f"round_{round:02d}"
 
 
@@ -216,8 +222,18 @@ def pruning_distance(subnetwork: nn.Module, dense: nn.Module, masks: Mapping[str
     return PruningDistance(distance=distance, relative=distance / math.sqrt(norm) if norm > 0 else math.inf)
 
 
+def dense_run_dir(imp_dir: str | Path) -> Path:
+    """The run directory of the dense network of the IMP experiment in ``imp_dir``: ``round_00``, or the shared
+    dense run its ``imp.json`` names."""
+    imp_dir = Path(imp_dir)
+    path = imp_dir / "imp.json"
+    shared = read_json(path, dict, fix=_FIX).get("dense") if path.is_file() else None
+    return round_dir(imp_dir, 0) if shared is None else imp_dir / shared
+
+
 def iterative_magnitude_pruning(hparams: Hparams, pruning: PruningHparams, imp_dir: str | Path, *,
-                                device: str | torch.device | None = None, progress: bool = True) -> IMPResult:
+                                dense: str | Path | None = None, device: str | torch.device | None = None,
+                                progress: bool = True) -> IMPResult:
     """Run (or resume) IMP with rewinding and the chosen controls in ``imp_dir`` (see the module docstring).
 
     Args:
@@ -225,26 +241,32 @@ def iterative_magnitude_pruning(hparams: Hparams, pruning: PruningHparams, imp_d
             step). Its ``checkpoint_steps`` get the rewind step added.
         pruning: rounds or target density, fraction, scope, rewind point, controls.
         imp_dir: the experiment directory; created if needed.
+        dense: a run directory for the dense network shared with other experiments of the same ``hparams``
+            (trained there if it is not yet, replayed for a missing checkpoint at the rewind step); by default
+            the dense network is trained in ``round_00``.
         device: where to train (default CUDA when available). progress: training progress bars.
 
     Returns:
         the :class:`IMPResult` of rounds ``0 … pruning.total_rounds``.
 
     Raises:
-        RunConfigError: ``imp_dir`` holds an experiment with other training or pruning hyperparameters.
+        RunConfigError: ``imp_dir`` holds an experiment with other training or pruning hyperparameters, or another
+            shared dense run.
     """
     imp_dir = Path(imp_dir)
+    shared = None if dense is None else Path(os.path.relpath(dense, imp_dir)).as_posix()
     dataset = load_dataset(hparams.data, **hparams.data_kwargs)
     batches_per_epoch = len(dataset.train[1]) // hparams.batch_size
     k = pruning.rewind_step(batches_per_epoch)
     if k >= hparams.total_steps(batches_per_epoch):
         raise ValueError(f"rewind step {k} is not before the end of training ({hparams.total_steps(batches_per_epoch)} "
                          f"steps)")
-    _claim(imp_dir, hparams, pruning, k)
+    _claim(imp_dir, hparams, pruning, k, shared)
+    dense_dir = dense_run_dir(imp_dir)
     dense_hparams = dataclasses.replace(hparams, checkpoint_steps=tuple(sorted({*hparams.checkpoint_steps, k})))
-    rounds = [_dense_round(dense_hparams, pruning, imp_dir, device, progress)]
+    rounds = [_dense_round(dense_hparams, pruning, imp_dir, dense_dir, device, progress)]
     for n in range(1, pruning.total_rounds + 1):
-        rounds.append(_pruned_round(n, hparams, pruning, imp_dir, k, device, progress))
+        rounds.append(_pruned_round(n, hparams, pruning, imp_dir, dense_dir, k, device, progress))
     return IMPResult(path=imp_dir, hparams=hparams, pruning=pruning, rewind_step=k, rounds=tuple(rounds))
 
 
@@ -255,9 +277,9 @@ def load_imp(imp_dir: str | Path) -> IMPResult:
     if not path.is_file():
         raise FileNotFoundError(f"{imp_dir} is not an IMP directory: it has no imp.json")
     saved = read_json(path, dict, fix=_FIX)
-    rounds = []
+    rounds, dense_dir = [], dense_run_dir(imp_dir)
     while (round_dir(imp_dir, len(rounds)) / "round.json").is_file():
-        rounds.append(_read_round(imp_dir, len(rounds)))
+        rounds.append(_read_round(imp_dir, len(rounds), dense_dir))
     if not rounds:
         raise FileNotFoundError(f"{imp_dir} has no finished round (not even the dense run)")
     return IMPResult(path=imp_dir, hparams=Hparams.from_config(saved, path),
@@ -265,9 +287,9 @@ def load_imp(imp_dir: str | Path) -> IMPResult:
                      rewind_step=int(saved["rewind_step"]), rounds=tuple(rounds))
 
 
-def _claim(imp_dir: Path, hparams: Hparams, pruning: PruningHparams, k: int) -> None:
-    """Write imp.json for a new experiment, or check that the one in ``imp_dir`` is the same (then record the
-    latest rounds and controls asked for)."""
+def _claim(imp_dir: Path, hparams: Hparams, pruning: PruningHparams, k: int, dense: str | None) -> None:
+    """Write imp.json for a new experiment, or check that the one in ``imp_dir`` is the same, its shared dense run
+    (``dense``, relative to ``imp_dir``) included (then record the latest rounds and controls asked for)."""
     path = imp_dir / "imp.json"
     if path.is_file():
         saved = read_json(path, dict, fix=_FIX)
@@ -276,54 +298,59 @@ def _claim(imp_dir: Path, hparams: Hparams, pruning: PruningHparams, k: int) -> 
         differences = [f"{key}: {theirs.get(key)!r} in the directory, {value!r} asked"
                        for mine, theirs in ((hparams.identity(), theirs_hp), (pruning.identity(), theirs_pr))
                        for key, value in mine.items() if theirs.get(key) != value]
+        if saved.get("dense") != dense:
+            differences.append(f"dense run: {saved.get('dense') or 'round_00'} in the directory, {dense or 'round_00'} "
+                               f"asked")
         if differences:
             raise RunConfigError(f"{imp_dir} holds another IMP experiment ({'; '.join(differences)}); use another "
                                  f"directory, or delete this one to start over")
     atomic_write_json(path, {"format": _FORMAT, "hparams": hparams.to_dict(), "pruning": pruning.to_dict(),
-                             "rewind_step": k})
+                             "rewind_step": k, "dense": dense})
 
 
-def _dense_round(hparams: Hparams, pruning: PruningHparams, imp_dir: Path, device: str | torch.device | None,
-                 progress: bool) -> RoundResult:
+def _dense_round(hparams: Hparams, pruning: PruningHparams, imp_dir: Path, dense_dir: Path,
+                 device: str | torch.device | None, progress: bool) -> RoundResult:
+    """Round 0: train the dense network in ``dense_dir`` (or resume it), summarised in ``round_00/round.json``."""
     run_dir = round_dir(imp_dir, 0)
     if (run_dir / "round.json").is_file():
-        return _read_round(imp_dir, 0)
+        return _read_round(imp_dir, 0, dense_dir)
     phase("dense training", enabled=progress)
-    result = train(hparams, run_dir, device=device, progress=progress)
+    result = train(hparams, dense_dir, device=device, progress=progress)
     named = dict(result.model.named_parameters())
     total = sum(named[n].numel() for n in prunable_names(result.model, exclude_output=pruning.exclude_output))
     record = {"round": 0, "density": 1.0, "kept": total, "total": total, "layer_densities": {},
               "train": dataclasses.asdict(result.train), "test": dataclasses.asdict(result.test), "stability": None,
               "controls": {}}
     atomic_write_json(run_dir / "round.json", record)
-    return _read_round(imp_dir, 0)
+    return _read_round(imp_dir, 0, dense_dir)
 
 
-def _pruned_round(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, k: int,
+def _pruned_round(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, dense_dir: Path, k: int,
                   device: str | torch.device | None, progress: bool) -> RoundResult:
     """Round ``n``: its ticket (unless done) and the controls asked for that it lacks."""
     run_dir = round_dir(imp_dir, n)
     summary = run_dir / "round.json"
     record = read_json(summary, dict, fix=_FIX) if summary.is_file() else None
     if record is not None and all(c in record["controls"] for c in pruning.controls):
-        return _read_round(imp_dir, n)
+        return _read_round(imp_dir, n, dense_dir)
     phase(f"pruning round {n}/{pruning.total_rounds}", enabled=progress)
     if record is None:
-        masks, record = _ticket(n, hparams, pruning, imp_dir, k, device, progress)
+        masks, record = _ticket(n, hparams, pruning, imp_dir, dense_dir, k, device, progress)
     else:
         masks = _saved_masks(run_dir)
     for name in pruning.controls:
         if name not in record["controls"]:
-            record["controls"][name] = _control(name, n, hparams, pruning, imp_dir, k, masks, device, progress)
+            record["controls"][name] = _control(name, n, hparams, pruning, imp_dir, dense_dir, k, masks, device,
+                                                progress)
             atomic_write_json(summary, record)
-    return _read_round(imp_dir, n)
+    return _read_round(imp_dir, n, dense_dir)
 
 
-def _ticket(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, k: int,
+def _ticket(n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, dense_dir: Path, k: int,
             device: str | torch.device | None, progress: bool) -> tuple[Masks, dict[str, Any]]:
     """Prune round ``n - 1``'s trained weights to round ``n``'s density, rewind, train; the masks and the
     round's summary record (also written to its round.json)."""
-    run_dir, previous, dense_dir = round_dir(imp_dir, n), round_dir(imp_dir, n - 1), round_dir(imp_dir, 0)
+    run_dir, previous = round_dir(imp_dir, n), (round_dir(imp_dir, n - 1) if n > 1 else dense_dir)
     masks = prune_to_density(load_model(previous), pruning.round_density(n), run_masks(previous),
                              scope=pruning.scope, exclude_output=pruning.exclude_output)  # type: ignore[arg-type]
     result = train(hparams, run_dir, masks=masks, start=Start.rewind(dense_dir, k), device=device, progress=progress)
@@ -344,10 +371,9 @@ def _saved_masks(run_dir: Path) -> Masks:
     return masks
 
 
-def _control(name: str, n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, k: int, masks: Masks,
-             device: str | torch.device | None, progress: bool) -> dict[str, Any]:
+def _control(name: str, n: int, hparams: Hparams, pruning: PruningHparams, imp_dir: Path, dense_dir: Path, k: int,
+             masks: Masks, device: str | torch.device | None, progress: bool) -> dict[str, Any]:
     """Train (or, for the supermask, evaluate) control ``name`` of round ``n``; its summary record."""
-    dense_dir = round_dir(imp_dir, 0)
     seed = _control_seed(pruning.control_seed, n, name)
     if name == "supermask":
         initial = load_run_checkpoint(Run(dense_dir).checkpoint_path(0))
@@ -373,7 +399,7 @@ def _control_seed(base: int, n: int, name: str) -> int:
     return int(np.random.SeedSequence([base, n, CONTROLS.index(name)]).generate_state(1)[0])
 
 
-def _read_round(imp_dir: Path, n: int) -> RoundResult:
+def _read_round(imp_dir: Path, n: int, dense_dir: Path) -> RoundResult:
     record = read_json(round_dir(imp_dir, n) / "round.json", dict, fix=_FIX)
     stability = record["stability"]
     controls = {name: ControlResult(name=name, density=float(c["density"]), train=Evaluation(**c["train"]),
@@ -383,5 +409,5 @@ def _read_round(imp_dir: Path, n: int) -> RoundResult:
     return RoundResult(round=n, density=float(record["density"]), kept=int(record["kept"]),
                        total=int(record["total"]), layer_densities=dict(record["layer_densities"]),
                        train=Evaluation(**record["train"]), test=Evaluation(**record["test"]),
-                       run_dir=round_dir(imp_dir, n), stability=None if stability is None else PruningDistance(**stability),
+                       run_dir=dense_dir if n == 0 else round_dir(imp_dir, n), stability=None if stability is None else PruningDistance(**stability),
                        controls=controls)
