@@ -36,11 +36,11 @@ from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.plots import save_figure
 from landscape.plots.pruning import _remaining_axis
 from landscape.plots.style import LEGEND_SIZE, bounded_errors, caption, error_caption, new_figure, plain_ticks
-from landscape.pruning import PruningHparams, RewindSweepResult, SweepSummary, rewind_sweep, summarize
+from landscape.pruning import (STABLE_BARRIER, PruningHparams, RewindSweepResult, SweepSummary, rewind_sweep,
+                               summarize)
 from landscape.training import Hparams
 from reproduction import Progress, invocation, mean_sd
 
-STABLE = 0.02     # error barrier below which a network counts as stable (Frankle et al. 2020)
 POINTS = 11       # α grid of every instability path
 SPLITS = ("test",)
 
@@ -138,11 +138,12 @@ def verdicts(summary: SweepSummary) -> list[dict[str, Any]]:
         v2 = "does not reproduce"
     out.append({"claim": "late-rewound tickets keep matching where reinitialisation fails",
                 "ours": f"tickets rewound to k = {late} match {down(reach['late'])}; at {100 * d[-1]:.1f}% they lead "
-                        f"the reinitialised control by {100 * sparsest['mean']:.2f} ± {100 * sparsest['se']:.2f} points "
+                        f"the reinitialised control by {100 * sparsest['mean']:.2f} ± {100 * sparsest['se']:.2f} "
+                        f"points "
                         f"(mean ± s.e. of the {sparsest['n']} per-seed differences, paired t-test p = "
                         f"{sparsest['p']:.2g})", "verdict": v2})
     ticket_barrier = {k: summary.ticket_instability[k].mean(axis=0) for k in summary.steps}
-    cells = [(bool(m[(k, "ticket")].matching[j]), bool(ticket_barrier[k][j] < STABLE))
+    cells = [(bool(m[(k, "ticket")].matching[j]), bool(ticket_barrier[k][j] < STABLE_BARRIER))
              for k in summary.steps for j in range(d.size) if np.isfinite(ticket_barrier[k][j])]
     matching_stable = sum(1 for ok, st in cells if ok and st)
     matching_all = sum(1 for ok, _ in cells if ok)
@@ -188,8 +189,9 @@ def figure(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray):
             acc_ax.errorbar(x, y.mean(axis=0), yerr=y.std(ddof=1, axis=0), fmt=style, ms=4, lw=1.4, capsize=2,
                             color=colours[k], mfc="white" if network == "reinit" else colours[k], label=name)
         barrier = 100 * summary.ticket_instability[k]
-        ticket_ax.errorbar(x, barrier.mean(axis=0), yerr=bounded_errors(barrier.mean(axis=0), barrier.std(ddof=1, axis=0)),
-                           fmt="-o", ms=4, lw=1.4, capsize=2, color=colours[k], label=f"IMP ticket, rewind to k={k}")
+        mean, spread = barrier.mean(axis=0), barrier.std(ddof=1, axis=0)
+        ticket_ax.errorbar(x, mean, yerr=bounded_errors(mean, spread), fmt="-o", ms=4, lw=1.4, capsize=2,
+                           color=colours[k], label=f"IMP ticket, rewind to k={k}")
     for ax in (acc_ax, ticket_ax):
         _remaining_axis(ax)
         plain_ticks(ax, "y")
@@ -197,7 +199,8 @@ def figure(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray):
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_title("accuracy against sparsity")
     acc_ax.legend(fontsize=LEGEND_SIZE - 1, loc="lower left")
-    ticket_ax.axhline(100 * STABLE, color="0.4", lw=1, ls="--", label=f"stable below {100 * STABLE:g} points")
+    threshold = f"stable below {100 * STABLE_BARRIER:g} points"
+    ticket_ax.axhline(100 * STABLE_BARRIER, color="0.4", lw=1, ls="--", label=threshold)
     ticket_ax.set_ylabel("instability: test error barrier (points)")
     ticket_ax.set_title("tickets' instability against sparsity")
     ticket_ax.legend(fontsize=LEGEND_SIZE)
@@ -208,7 +211,7 @@ def figure(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray):
     for k in summary.steps:
         i = list(setting.dense_spawns).index(k)
         dense_ax.plot([k], [fine[:, i].mean()], "o", ms=7, color=colours[k], label=f"rewind step k={k}")
-    dense_ax.axhline(100 * STABLE, color="0.4", lw=1, ls="--", label=f"stable below {100 * STABLE:g} points")
+    dense_ax.axhline(100 * STABLE_BARRIER, color="0.4", lw=1, ls="--", label=threshold)
     dense_ax.set_xlabel("spawn step k (SGD updates)")
     dense_ax.set_ylabel("instability: test error barrier (points)")
     dense_ax.set_title("dense network's instability against k")
@@ -243,7 +246,7 @@ def report(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray, foun
         f"invocations are reused).", "",
         f"Matching: mean test accuracy over seeds at least the dense mean minus one s.d. of the dense accuracy over "
         f"seeds ({100 * tolerance:.2f} points; Frankle et al. 2020). Stable: mean error barrier below "
-        f"{100 * STABLE:g} points. All ± are sample standard deviations over seeds.", "",
+        f"{100 * STABLE_BARRIER:g} points. All ± are sample standard deviations over seeds.", "",
         "![tickets at scale](tickets_at_scale.png)", "",
         "## The dense network's instability against the spawn step k", "",
         "| k | " + " | ".join(str(k) for k in setting.dense_spawns) + " |",
@@ -285,7 +288,7 @@ def main() -> None:
     measured = progress.each(setting.seeds, lambda seed: run_seed(setting, seed, out))
     sweeps = [s for s, _ in measured]
     dense_fine = np.array([f for _, f in measured])
-    summary = summarize(sweeps, stable_barrier=STABLE)
+    summary = summarize(sweeps, stable_barrier=STABLE_BARRIER)
     found = verdicts(summary)
     seconds, cpu_seconds = progress.seconds, time.process_time() - cpu
     save_figure(figure(setting, summary, dense_fine), figures / "tickets_at_scale.png")

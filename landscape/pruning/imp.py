@@ -409,5 +409,6 @@ def _read_round(imp_dir: Path, n: int, dense_dir: Path) -> RoundResult:
     return RoundResult(round=n, density=float(record["density"]), kept=int(record["kept"]),
                        total=int(record["total"]), layer_densities=dict(record["layer_densities"]),
                        train=Evaluation(**record["train"]), test=Evaluation(**record["test"]),
-                       run_dir=dense_dir if n == 0 else round_dir(imp_dir, n), stability=None if stability is None else PruningDistance(**stability),
+                       run_dir=dense_dir if n == 0 else round_dir(imp_dir, n),
+                       stability=None if stability is None else PruningDistance(**stability),
                        controls=controls)

@@ -190,7 +190,8 @@ def _plans(hparams: Hparams, pruning: PruningHparams, rewind_steps: Sequence[str
         plan = dataclasses.replace(pruning, rewind=str(rewind))
         k = plan.rewind_step(batches_per_epoch)
         if k in plans:
-            raise ValueError(f"rewind points {plans[k].rewind!r} and {rewind!r} are both step {k}; give each step once")
+            raise ValueError(f"rewind points {plans[k].rewind!r} and {rewind!r} are both step {k}; give each step "
+                             f"once")
         plans[k] = plan
     total = hparams.total_steps(batches_per_epoch)
     late = [k for k in plans if k >= total]
@@ -314,10 +315,11 @@ def summarize(results: Sequence[RewindSweepResult], *, tolerance: float | None =
     steps = first.steps
     controls = sorted(first.imps[steps[0]].pruning.controls)
     for r in results[1:]:
-        if r.steps != steps or not np.array_equal(r.densities, first.densities) \
-                or sorted(r.imps[steps[0]].pruning.controls) != controls:
-            raise ValueError(f"sweeps differ: {r.path} has rewind steps {r.steps} and densities {r.densities.tolist()}, "
-                             f"{first.path} {steps} and {first.densities.tolist()}; summarise sweeps of one setting")
+        same = (r.steps == steps and np.array_equal(r.densities, first.densities)
+                and sorted(r.imps[steps[0]].pruning.controls) == controls)
+        if not same:
+            raise ValueError(f"sweeps differ: {r.path} has rewind steps {r.steps}, densities {r.densities.tolist()}, "
+                             f"{first.path} {steps}, {first.densities.tolist()}; summarise sweeps of one setting")
     dense = np.array([r.dense.test.accuracy for r in results], dtype=float)
     networks = ["ticket", *controls]
     accuracy = {(k, n): np.array([r.accuracy(k, n) for r in results]) for k in steps for n in networks}
@@ -349,7 +351,8 @@ def summary_table(summary: SweepSummary) -> str:
             cells = " ".join(f"{_pm(summary.accuracy[(k, n)][:, j]) + '%':>16} "
                              f"{'yes' if summary.matching[(k, n)].matching[j] else 'no':>5}" for n in networks)
             barrier = summary.ticket_instability[k][:, j]
-            lines.append(f"{k:>6} {100 * d:>7.2f}% {cells} {_pm(barrier) if not np.isnan(barrier).all() else 'n/a':>14}")
+            shown = _pm(barrier) if not np.isnan(barrier).all() else "n/a"
+            lines.append(f"{k:>6} {100 * d:>7.2f}% {cells} {shown:>14}")
     return "\n".join(lines)
 
 

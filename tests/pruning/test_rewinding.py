@@ -5,7 +5,6 @@ import torch
 
 import landscape.connectivity.instability as instability_module
 import landscape.pruning.imp as imp_module
-import landscape.pruning.rewinding as rewinding_module
 from landscape.foundation.runs import Run, RunConfigError
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, load_imp, round_dir, run_masks
 from landscape.pruning.imp import dense_run_dir
@@ -96,7 +95,8 @@ def test_rerunning_a_sweep_trains_nothing_and_returns_the_same_numbers(tmp_path,
     calls = []
     for module in (imp_module, instability_module):
         real = module.train
-        monkeypatch.setattr(module, "train", lambda hp, run_dir, real=real, **kw: calls.append(run_dir) or real(hp, run_dir, **kw))
+        monkeypatch.setattr(module, "train",
+                            lambda hp, run_dir, real=real, **kw: calls.append(run_dir) or real(hp, run_dir, **kw))
     again = rewind_sweep(*args, points=3, progress=False)
     assert calls == []
     np.testing.assert_array_equal(again.dense_barriers(), first.dense_barriers())
