@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,13 @@ def mean_sd(values, digits: int = 3) -> str:
     """``"mean ± sd"`` (sample standard deviation) with ``digits`` decimals; the mean alone for one value."""
     values = np.asarray(values, dtype=float)
     return f"{values.mean():.{digits}f}" + (f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else "")
+
+
+def paired_difference(a, b) -> dict:
+    """The per-seed differences ``a − b`` (same seeds, in order): ``mean``, standard error ``se`` and the
+    two-sided paired t-test's ``p`` (``nan`` for one seed or differences without spread), and ``n``."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = diff.size
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    p = float(stats.ttest_1samp(diff, 0.0).pvalue) if n > 1 and diff.std() > 0 else float("nan")
+    return {"mean": float(diff.mean()), "se": se, "p": p, "n": n}

@@ -107,8 +107,8 @@ def one_shot(hparams: Hparams, method: str, sparsity: float, out: str | Path, *,
     steps = hparams.total_steps(len(dataset.train[1]) // hparams.batch_size)
     if method == "edge_popup":
         model = init_model(hparams, dataset).to(dev)
-        result = edge_popup(model, loss_fn, _batches(hparams, dataset.train, dev), d, steps=steps, lr=hparams.lr,
-                            momentum=hparams.momentum, weight_decay=hparams.weight_decay,
+        result = edge_popup(model, loss_fn, fixed_order_batches(hparams, dataset.train, dev), d, steps=steps,
+                            lr=hparams.lr, momentum=hparams.momentum, weight_decay=hparams.weight_decay,
                             allocation=allocation, seed=seed)  # type: ignore[arg-type]
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(out / "masks.safetensors", {k: v.to(torch.uint8) for k, v in result.masks.items()})
@@ -124,15 +124,16 @@ def one_shot(hparams: Hparams, method: str, sparsity: float, out: str | Path, *,
              if sparsity > 0 else full_masks(initial))
     start = (signs_only(initial, masks) if method == "signs_only"
              else sign_bit_start(dense.model, reinitialize(initial, fresh_seed), masks))
-    fixed = train_fixed_signs(start, loss_fn, _batches(hparams, dataset.train, dev), steps=steps, lr=hparams.lr,
-                              momentum=hparams.momentum, weight_decay=hparams.weight_decay, fixed=list(masks))
+    fixed = train_fixed_signs(start, loss_fn, fixed_order_batches(hparams, dataset.train, dev), steps=steps,
+                              lr=hparams.lr, momentum=hparams.momentum, weight_decay=hparams.weight_decay,
+                              fixed=list(masks))
     return [*outcomes, Outcome("pruned", density(masks), evaluate(fixed.model, loss_fn, test), None)]
 
 
-def _batches(hparams: Hparams, split: tuple[torch.Tensor, torch.Tensor], device: torch.device
-             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def fixed_order_batches(hparams: Hparams, split: tuple[torch.Tensor, torch.Tensor], device: torch.device
+                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The training set in one order drawn from ``data_order_seed``, in ``floor(N / batch_size)`` batches on
-    ``device``."""
+    ``device``: what edge-popup and fixed-sign training loop over (also for scripts that call them directly)."""
     x, y = split
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(hparams.data_order_seed))
     count = len(y) // hparams.batch_size
