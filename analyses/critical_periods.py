@@ -16,10 +16,22 @@ Per seed and kind we read off the step of the peak and the ratios peak / initial
 step); the shape counts as rise-then-fall in a seed when the peak is at an interior step and exceeds both ends
 by more than ``fold`` times and by more than three combined standard errors.
 
+The per-seed peak steps are bimodal (an early peak within the first two epochs, a late one several epochs on), so
+we report the two modes rather than a mean: the sorted log10 peak steps are split at their largest gap
+(:func:`two_modes`), and each mode is given by its seeds, its steps and its count. Each seed's curve is also
+read on both sides of that split (:func:`bump_ratio`): the highest value before it over the highest after it,
+which says whether a seed has one bump or two of similar height whose order decides the argmax.
+
+Learning-rate control. Every seed is trained twice: with the step drop (``lr`` times ``gamma`` at the milestone)
+and with a constant learning rate, the same seeds and otherwise the same settings. Training is deterministic, so
+the two arms are the same run up to the drop (checked: the largest relative difference of the measured series
+before it); after it they separate, and the fall of the trace from its peak to the last step with and without
+the drop says how much of the fall the drop causes.
+
 Writes ``figures/critical_periods.png``, ``figures/critical_periods.md`` and ``figures/critical_periods.json``.
 The training runs (with their measurements) live under ``--out``; re-running reuses finished ones.
 
-    python analyses/critical_periods.py            # full: about 6 minutes on one shared CPU thread
+    python analyses/critical_periods.py            # full: about 10 minutes on one shared CPU thread
     python analyses/critical_periods.py --quick    # smoke test: ~10 s of CPU, writes under --out only
 """
 from __future__ import annotations
@@ -34,11 +46,13 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from torch import nn
 
 from landscape import Tracker, TrackerSettings, evaluate, load_dataset
 from landscape.foundation.runs import Run, atomic_write_bytes, atomic_write_json
 from landscape.foundation.state import untouched
+from landscape.plots.style import error_caption, plain_number
 from landscape.plots.surface import save_figure
 from landscape.training import Hparams, train
 from landscape.training.tracker import log_steps
@@ -46,6 +60,7 @@ from landscape.training.trainer import Callback, at_steps
 from reproduction import Progress, invocation
 
 KINDS = ("empirical", "true")
+ARMS = ("step drop", "constant")    # the learning-rate schedule as set, and the control without the drop
 TRUE_RECORDS = "fisher_true.jsonl"   # the true-Fisher tracker's file inside each run directory
 
 
@@ -66,9 +81,9 @@ class Setting:
 
 
 FULL = Setting(model="cnn1d", model_kwargs={}, steps=3000, lr=0.05, milestones=(2000,), gamma=0.1,
-               seeds=(0, 1, 2, 3), points=25, fisher_samples=1000, true_draws=2, fold=2.0)
-QUICK = Setting(model="mlp", model_kwargs={"widths": [24]}, steps=60, lr=0.05, milestones=(40,), gamma=0.1,
-                seeds=(0, 1), points=8, fisher_samples=200, true_draws=2, fold=2.0)
+               seeds=(0, 1, 2, 3, 4, 5), points=25, fisher_samples=1000, true_draws=2, fold=2.0)
+QUICK = Setting(model="mlp", model_kwargs={"widths": [24]}, steps=40, lr=0.05, milestones=(25,), gamma=0.1,
+                seeds=(0, 1), points=7, fisher_samples=200, true_draws=2, fold=2.0)
 CLAIMS = """\
 ## What the paper found (its setting, not ours)
 
@@ -81,11 +96,14 @@ estimate the trace of the true Fisher (labels sampled from the model).
 """
 
 
-def hparams(setting: Setting, seed: int) -> Hparams:
+def hparams(setting: Setting, seed: int, arm: str) -> Hparams:
     """One seed's training hyperparameters: SGD with momentum 0.9, weight decay 5e-4, batch 100, the learning
-    rate multiplied by ``gamma`` at each milestone."""
+    rate multiplied by ``gamma`` at each milestone (arm ``"step drop"``) or constant (arm ``"constant"``)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
     return Hparams(model=setting.model, model_kwargs=setting.model_kwargs, data="mnist1d",
-                   steps=f"{setting.steps}it", lr=setting.lr, milestones=setting.milestones, gamma=setting.gamma,
+                   steps=f"{setting.steps}it", lr=setting.lr,
+                   milestones=setting.milestones if arm == "step drop" else (), gamma=setting.gamma,
                    batch_size=100, init_seed=seed, data_order_seed=seed, eval_every=0, checkpoint_every=0)
 
 
@@ -105,12 +123,12 @@ def evaluation_callback(steps: Sequence[int]) -> Callback:
     return at_steps(steps, log)
 
 
-def run_seed(setting: Setting, seed: int, out: Path) -> dict[str, Any]:
-    """Train one seed with the two Fisher trackers and the evaluations, or read the series an earlier invocation
-    saved: ``{"steps", "empirical", "true", "true_stderr", "train_loss", "train_accuracy", "test_loss",
+def run_seed(setting: Setting, seed: int, arm: str, out: Path) -> dict[str, Any]:
+    """Train one seed of one arm with the two Fisher trackers and the evaluations, or read the series an earlier
+    invocation saved: ``{"steps", "empirical", "true", "true_stderr", "train_loss", "train_accuracy", "test_loss",
     "test_accuracy"}``, each a list over the measured steps, and ``"seconds"``, the wall time it took."""
-    hp = hparams(setting, seed)
-    run_dir = out / f"seed{seed}"
+    hp = hparams(setting, seed, arm)
+    run_dir = out / arm.replace(" ", "_") / f"seed{seed}"
     saved = run_dir / "series.json"
     if saved.is_file():
         return json.loads(saved.read_text())
@@ -165,17 +183,53 @@ def decay_step(setting: Setting) -> int:
     return setting.milestones[0] if setting.milestones else setting.steps
 
 
-def summarise(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per kind: per-seed peak statistics, and their means with standard errors over seeds (the peak step's
-    mean and error on a log10 scale, as the steps are log-spaced)."""
+def two_modes(peak_steps: Sequence[int]) -> dict[str, Any]:
+    """The per-seed peak steps split into an early and a late mode at the largest gap between consecutive sorted
+    ``log10`` steps (step 0 read as step 1): ``{"split", "gap_decades", "next_gap_decades", "early", "late"}``.
+    ``split`` is the geometric midpoint of that gap, ``early`` and ``late`` the sorted steps on either side,
+    ``gap_decades`` the gap and ``next_gap_decades`` the largest other gap between consecutive steps (a gap several
+    times the others is a clear split; comparable gaps mean no split). Needs two different steps."""
+    steps = sorted(int(v) for v in peak_steps)
+    logs = np.log10(np.maximum(steps, 1))
+    gaps = np.diff(logs)
+    if gaps.size == 0 or gaps.max() <= 0:
+        raise ValueError(f"two modes need at least two different peak steps, got {list(peak_steps)}")
+    i = int(np.argmax(gaps))
+    others = np.delete(gaps, i)
+    return {"split": float(10 ** ((logs[i] + logs[i + 1]) / 2)), "gap_decades": float(gaps[i]),
+            "next_gap_decades": float(others.max()) if others.size else 0.0,
+            "early": steps[:i + 1], "late": steps[i + 1:]}
+
+
+def bump_ratio(steps: Sequence[int], values: Sequence[float], split: float) -> float:
+    """The highest value at steps below ``split`` over the highest at or above it: above 1 when the early bump
+    is the higher, near 1 when the two bumps tie."""
+    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    return float(v[s < split].max() / v[s >= split].max())
+
+
+def largest_difference_before_drop(first: dict[str, Any], second: dict[str, Any], drop: int) -> float:
+    """The largest relative difference between two runs' Fisher traces at the measured steps up to ``drop``
+    (0 when the runs are identical there, as two arms of one seed should be before the learning rate drops)."""
+    s = np.asarray(first["steps"])
+    keep = s <= drop
+    return float(max(np.max(np.abs(np.asarray(first[k])[keep] / np.asarray(second[k])[keep] - 1)) for k in KINDS))
+
+
+def summarise_arm(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind of one arm: per-seed peak statistics, their means with standard errors over seeds, the two modes
+    of the peak steps and each seed's early-over-late bump ratio; and the final test accuracy."""
     summary: dict[str, Any] = {}
     for kind in KINDS:
         per_seed = [peak_statistics(r["steps"], r[kind], r["true_stderr"] if kind == "true" else
                                     np.zeros(len(r["steps"])), setting.fold, decay_step(setting)) for r in runs]
-        log_peak = [math.log10(max(p["peak_step"], 1)) for p in per_seed]
+        peaks = [p["peak_step"] for p in per_seed]
+        modes = two_modes(peaks) if len(set(peaks)) > 1 else None
         summary[kind] = {
             "per_seed": per_seed,
-            "log10_peak_step": {"mean": float(np.mean(log_peak)), "stderr": _stderr(log_peak)},
+            "peak_steps": peaks,
+            "modes": modes,
+            "bump_ratio": [bump_ratio(r["steps"], r[kind], modes["split"]) for r in runs] if modes else None,
             **{key: {"mean": float(np.mean([p[key] for p in per_seed])),
                      "stderr": _stderr([p[key] for p in per_seed])}
                for key in ("peak", "peak_over_initial", "peak_over_final", "peak_over_before_decay")},
@@ -186,112 +240,218 @@ def summarise(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def summarise(setting: Setting, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Both arms (:func:`summarise_arm`), and the drop's effect: the per-seed ratio of the last-step trace without
+    the drop to the one with it, and the arms' largest relative difference before the drop."""
+    summary: dict[str, Any] = {arm: summarise_arm(setting, runs[arm]) for arm in ARMS}
+    drop, constant = runs["step drop"], runs["constant"]
+    summary["constant_over_drop_final"] = {
+        kind: {"per_seed": [c[kind][-1] / d[kind][-1] for d, c in zip(drop, constant)]} for kind in KINDS}
+    for stat in summary["constant_over_drop_final"].values():
+        stat |= {"mean": float(np.mean(stat["per_seed"])), "stderr": _stderr(stat["per_seed"])}
+    summary["difference_before_drop"] = max(largest_difference_before_drop(d, c, decay_step(setting))
+                                            for d, c in zip(drop, constant))
+    return summary
+
+
 def _stderr(values: Sequence[float]) -> float:
     """Standard error of the mean over seeds (sample standard deviation over sqrt(seeds))."""
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
-def _band(ax, steps: np.ndarray, values: np.ndarray, color: str, label: str) -> None:
+def _band(ax, steps: np.ndarray, values: np.ndarray, color: str, label: str, style: str = "-") -> None:
     """Mean over seeds (rows) with a band of one standard error."""
     mean = values.mean(axis=0)
     err = values.std(axis=0, ddof=1) / math.sqrt(values.shape[0]) if values.shape[0] > 1 else np.zeros_like(mean)
-    ax.plot(steps, mean, "-o", ms=2.5, lw=1.4, color=color, label=label)
-    ax.fill_between(steps, mean - err, mean + err, color=color, alpha=0.25, lw=0)
+    ax.plot(steps, mean, style, marker="o", ms=2.5, lw=1.4, color=color, label=label)
+    low = np.maximum(mean - err, mean / 10) if np.all(mean > 0) else mean - err   # stays on a log axis
+    ax.fill_between(steps, low, mean + err, color=color, alpha=0.2, lw=0)
 
 
-def plot_fisher(setting: Setting, runs: list[dict[str, Any]], summary: dict[str, Any]) -> Figure:
-    """Left: empirical and true Fisher trace against step (symmetric-log step axis, log trace axis), mean and
-    standard-error band over seeds, each seed's peak marked. Right: train loss (log) and test accuracy (twin
-    axis), mean and band. Learning-rate milestones as dashed lines."""
-    steps = np.asarray(runs[0]["steps"], dtype=float)
-    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
-    left, right = fig.subplots(1, 2)
+def _step_axis(ax, setting: Setting) -> None:
+    """Symmetric-log step axis with plain tick labels and the learning-rate milestones as dashed lines."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, setting.steps * 1.1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    ax.set_xlabel("step (symmetric log; 40 steps = 1 epoch)")
+    ax.grid(alpha=0.3, which="both")
+    for m in setting.milestones:
+        ax.axvline(m, color="0.4", ls="--", lw=0.8)
+
+
+def plot_fisher(setting: Setting, runs: dict[str, list[dict[str, Any]]], summary: dict[str, Any]) -> Figure:
+    """Left: empirical and true Fisher trace against step, with the drop (solid) and without (dashed), mean and
+    standard-error band over seeds. Middle: each seed's true Fisher trace over its peak, coloured by the mode of
+    its peak step, the split between the modes dotted. Right: train loss and test accuracy of both arms."""
+    steps = np.asarray(runs["step drop"][0]["steps"], dtype=float)
+    seeds = len(setting.seeds)
+    fig = Figure(figsize=(15.0, 4.4), layout="constrained")
+    left, middle, right = fig.subplots(1, 3)
     for kind, color in zip(KINDS, ("C0", "C3")):
-        _band(left, steps, np.array([r[kind] for r in runs]), color,
-              f"{kind} Fisher ({'exact' if kind == 'empirical' else f'{setting.true_draws} labels per input'})")
-        for p in summary[kind]["per_seed"]:
+        for arm, style in zip(ARMS, ("-", "--")):
+            _band(left, steps, np.array([r[kind] for r in runs[arm]]), color,
+                  f"{kind} Fisher, {arm}", style)
+        for p in summary["step drop"][kind]["per_seed"]:
             left.plot(p["peak_step"], p["peak"], "v", color=color, ms=6, mfc="none")
     left.set_yscale("log")
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
     left.set_ylabel(f"tr F on {setting.fisher_samples} training samples (loss / parameter²)")
-    left.set_title(f"{setting.model} on MNIST-1D, {len(runs)} seeds (▽: each seed's peak)", fontsize="medium")
-    _band(right, steps, np.array([r["train_loss"] for r in runs]), "C2", "train loss")
-    _band(right, steps, np.array([r["test_loss"] for r in runs]), "C1", "test loss")
+    left.set_title(f"{setting.model} on MNIST-1D; {error_caption(seeds, 's.e.')}; ▽: each seed's peak",
+                   fontsize="medium")
+    modes = summary["step drop"]["true"]["modes"]
+    early = set(modes["early"]) if modes else set()
+    for seed, r in zip(setting.seeds, runs["step drop"]):
+        values = np.asarray(r["true"])
+        peak = int(steps[np.argmax(values)])
+        mode = "" if modes is None else (" (early mode)" if peak in early else " (late mode)")
+        middle.plot(steps, values / values.max(), "-o", ms=2, lw=1.0,
+                    color="C1" if peak in early else "C2", label=f"seed {seed}: peak at {peak}{mode}")
+    if modes is not None:
+        true = summary["step drop"]["true"]
+        middle.axvline(true["modes"]["split"], color="k", ls=":", lw=1.0,
+                       label=f"split between the modes ({true['modes']['split']:.0f})")
+    middle.set_ylabel("true-Fisher trace / its peak (each seed, step drop)")
+    middle.set_title("true Fisher per seed: where each peaks", fontsize="medium")
+    middle.set_ylim(0, 1.05)
+    for arm, style in zip(ARMS, ("-", "--")):
+        _band(right, steps, np.array([r["train_loss"] for r in runs[arm]]), "C2", f"train loss, {arm}", style)
     right.set_yscale("log")
-    right.set_ylabel("cross-entropy loss (nats)")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    right.set_ylabel("train cross-entropy (nats)")
     twin = right.twinx()
-    _band(twin, steps, 100 * np.array([r["test_accuracy"] for r in runs]), "C4", "test accuracy")
+    for arm, style in zip(ARMS, ("-", "--")):
+        _band(twin, steps, 100 * np.array([r["test_accuracy"] for r in runs[arm]]), "C4",
+              f"test accuracy, {arm}", style)
     twin.set_ylabel("test accuracy (%)")
-    for ax in (left, right):
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(0, steps[-1] * 1.1)
-        ax.set_xlabel("step (symmetric log; 40 steps = 1 epoch)")
-        ax.grid(alpha=0.3, which="both")
-        for m in setting.milestones:
-            ax.axvline(m, color="0.4", ls="--", lw=0.8)
-    left.legend(fontsize=8, loc="lower center")
+    twin.set_ylim(0, 100)
+    right.set_title(error_caption(seeds, "s.e."), fontsize="medium")
+    for ax in (left, middle, right):
+        _step_axis(ax, setting)
+    left.legend(fontsize=7, loc="lower center")
+    middle.legend(fontsize=6, loc="upper left")
     lines = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    right.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="center left")
+    right.legend(lines, [h.get_label() for h in lines], fontsize=7, loc="center left")
     return fig
 
 
+def _modes_cell(modes: dict[str, Any] | None) -> str:
+    if modes is None:
+        return "one step only"
+    return (f"early: {len(modes['early'])} seeds at {modes['early']}; late: {len(modes['late'])} at "
+            f"{modes['late']} (gap {modes['gap_decades']:.2f} decades, next largest {modes['next_gap_decades']:.2f})")
+
+
 def report(setting: Setting, summary: dict[str, Any], seconds: float, computed: float) -> str:
-    """The markdown report: set-up, the peak table, the reading and the paper's claim. ``seconds``: this
+    """The markdown report: set-up, the peak tables, the reading and the paper's claim. ``seconds``: this
     invocation's wall time; ``computed``: the wall time the runs took when they were trained."""
     seeds = len(setting.seeds)
     schedule = ", ".join(f"×{setting.gamma} at step {m}" for m in setting.milestones) or "constant"
+    accuracy = {arm: summary[arm]["final_test_accuracy"] for arm in ARMS}
     lines = [
         "# Critical periods: the Fisher trace through training on MNIST-1D", "",
         f"`{setting.model}` {setting.model_kwargs} on MNIST-1D (4000 train / 1000 test; 40 steps per epoch), SGD "
-        f"lr {setting.lr} ({schedule}), momentum 0.9, weight decay 5e-4, batch 100, {setting.steps} steps; "
-        f"{seeds} seeds. Fisher trace on the first {setting.fisher_samples} training samples at "
+        f"lr {setting.lr}, momentum 0.9, weight decay 5e-4, batch 100, {setting.steps} steps, {seeds} seeds, in "
+        f"two arms with the same seeds: **step drop** (lr {schedule}) and **constant** (no drop, the control). "
+        f"Fisher trace on the first {setting.fisher_samples} training samples at "
         f"{len(log_steps(setting.steps, setting.points))} log-spaced steps (step 0 included): empirical (exact) and "
         f"true (Monte Carlo, {setting.true_draws} labels per input, with its standard error). Numbers are mean ± "
         f"standard error over seeds. Produced by `python analyses/critical_periods.py`: training and measuring "
-        f"took {computed / 60:.1f} minutes of wall time on one CPU thread (this invocation: {seconds / 60:.1f} "
-        f"minutes; it reuses finished runs). Final test accuracy "
-        f"{100 * summary['final_test_accuracy']['mean']:.1f} ± {100 * summary['final_test_accuracy']['stderr']:.1f}%.",
-        "", "![Fisher trace](critical_periods.png)", "",
-        "| Fisher | peak step (geometric mean ×/÷ its standard-error factor) | per-seed peak steps | "
-        "per-seed steps above half the peak | tr F at the peak | peak / initial | peak / final | peak / last value "
-        f"before the lr drop at step {decay_step(setting)} | seeds that rise then fall |",
+        f"took {computed / 60:.1f} minutes of wall time on one thread of a shared machine (this invocation: "
+        f"{seconds / 60:.1f} minutes; it reuses finished runs). Final test accuracy "
+        + "; ".join(f"{arm}: {100 * a['mean']:.1f} ± {100 * a['stderr']:.1f}%" for arm, a in accuracy.items())
+        + ".", "", "![Fisher trace](critical_periods.png)", "",
+        "| arm | Fisher | per-seed peak steps | the two modes of the peak step (split at the largest log gap) | "
+        "tr F at the peak | peak / initial | peak / final | peak / last value before step "
+        f"{decay_step(setting)} | seeds that rise then fall |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind in KINDS:
-        s = summary[kind]
-        log_peak = s["log10_peak_step"]
-        factor = "" if math.isnan(log_peak["stderr"]) else f" ×/÷ {10 ** log_peak['stderr']:.2f}"
-        lines.append(f"| {kind} | {10 ** log_peak['mean']:.0f}{factor} | "
-                     f"{[p['peak_step'] for p in s['per_seed']]} | "
-                     f"{', '.join(f'{a}–{b}' for a, b in (p['half_peak_window'] for p in s['per_seed']))} | "
-                     f"{_pm(s['peak'])} | {_pm(s['peak_over_initial'])} | {_pm(s['peak_over_final'])} | "
-                     f"{_pm(s['peak_over_before_decay'])} | "
-                     f"{s['rise_then_fall_seeds']} of {seeds} |")
+    for arm in ARMS:
+        for kind in KINDS:
+            s = summary[arm][kind]
+            lines.append(f"| {arm} | {kind} | {s['peak_steps']} | {_modes_cell(s['modes'])} | {_pm(s['peak'])} | "
+                         f"{_pm(s['peak_over_initial'])} | {_pm(s['peak_over_final'])} | "
+                         f"{_pm(s['peak_over_before_decay'])} | {s['rise_then_fall_seeds']} of {seeds} |")
+    lines += ["", "Per seed (step drop): the peak step of each Fisher, and the true Fisher's highest value before "
+              "the split between the modes over its highest value after it (the bump ratio: above 1, the early bump "
+              "is the higher).", "", "| seed | empirical peak step | true peak step | true-Fisher bump ratio |",
+              "|---|---|---|---|"]
+    drop = summary["step drop"]
+    for i, seed in enumerate(setting.seeds):
+        ratio = drop["true"]["bump_ratio"]
+        lines.append(f"| {seed} | {drop['empirical']['peak_steps'][i]} | {drop['true']['peak_steps'][i]} | "
+                     + (f"{ratio[i]:.2f} |" if ratio else "– |"))
+    grid = np.asarray(log_steps(setting.steps, setting.points), dtype=float)
+    spacing = float(np.median(grid[1:][grid[:-1] >= 10] / grid[:-1][grid[:-1] >= 10]))
     lines += ["", f"Rise then fall: an interior peak above both the step-0 and the last value by more than "
-              f"{setting.fold:g} times and by more than three combined standard errors.", "",
+              f"{setting.fold:g} times and by more than three combined standard errors. A peak step is one of the "
+              f"measured steps, which past step 10 are about ×{spacing:.2f} apart: each is known to that factor.", "",
               *findings(setting, summary), "",
-              "What we used against what the paper used: a step learning-rate schedule (the paper decays the rate "
-              f"exponentially, every epoch), `{setting.model}` on MNIST-1D instead of All-CNN / ResNet-18 on CIFAR-10, "
-              "and the Fisher of the weights on a fixed subset of the training data; both the true Fisher (what "
-              "the paper estimates) and the empirical Fisher are shown. The empirical Fisher's fall is partly "
-              "trivial: once the training labels are fitted, their gradients vanish.", "", CLAIMS]
+              "What we used against what the paper used: a step learning-rate schedule and a constant-rate control "
+              f"(the paper decays the rate exponentially, every epoch), `{setting.model}` on MNIST-1D instead of "
+              "All-CNN / ResNet-18 on CIFAR-10, and the Fisher of the weights on a fixed subset of the training "
+              "data; both the true Fisher (what the paper estimates) and the empirical Fisher are shown. The "
+              "empirical Fisher's fall is partly trivial: once the training labels are fitted, their gradients "
+              "vanish. We did not run the paper's deficit (blurred-input) experiment, so the coincidence of the "
+              "peak with a critical period is not tested here.", "", CLAIMS]
     return "\n".join(lines)
 
 
 def findings(setting: Setting, summary: dict[str, Any]) -> list[str]:
-    """Sentences read off the summary: where the peak is and whether the shape reproduces, per kind."""
+    """Sentences read off the summary: the shape, the two modes of the peak step, and what the drop does."""
     out = []
+    drop, constant = summary["step drop"], summary["constant"]
+    seeds = len(setting.seeds)
     for kind in KINDS:
-        s = summary[kind]
-        seeds = len(s["per_seed"])
+        s, c = drop[kind], constant[kind]
         verdict = ("reproduces in every seed" if s["rise_then_fall_seeds"] == seeds else
                    f"reproduces in {s['rise_then_fall_seeds']} of {seeds} seeds")
-        out.append(f"* {kind} Fisher: the rise-then-fall shape {verdict}; the trace grows "
-                   f"{_pm(s['peak_over_initial'])} times from initialisation to its peak at step about "
-                   f"{10 ** s['log10_peak_step']['mean']:.0f} (epoch {10 ** s['log10_peak_step']['mean'] / 40:.1f} "
-                   f"of {setting.steps / 40:.0f}) and ends {_pm(s['peak_over_final'])} times below the peak; before "
-                   f"the learning rate drops (step {decay_step(setting)}) it is already "
-                   f"{_pm(s['peak_over_before_decay'])} times below.")
+        text = (f"* {kind} Fisher: the rise-then-fall shape {verdict} with the drop and in "
+                f"{c['rise_then_fall_seeds']} of {seeds} without it; the trace grows "
+                f"{_pm(s['peak_over_initial'])} times from initialisation to its peak. ")
+        modes = s["modes"]
+        if modes is None:
+            text += f"Every seed peaks at step {s['peak_steps'][0]}."
+        else:
+            clear = modes["gap_decades"] > 2 * modes["next_gap_decades"]
+            text += (f"The peak steps are not one value with scatter: {len(modes['early'])} seeds peak early, at "
+                     f"steps {modes['early']} (epochs {_epochs(modes['early'])}), {len(modes['late'])} late, at "
+                     f"{modes['late']} (epochs {_epochs(modes['late'])}); the gap between the modes is "
+                     f"{modes['gap_decades']:.2f} decades against at most {modes['next_gap_decades']:.2f} within "
+                     f"them ({'a clear split' if clear else 'not a clear split'}). A mean peak step would describe "
+                     f"no seed. ")
+            if s["bump_ratio"]:
+                ratios = s["bump_ratio"]
+                text += (f"Read on both sides of the split, each seed's early-over-late bump ratio is "
+                         f"{min(ratios):.2f} to {max(ratios):.2f}: ")
+                text += ("each seed has two bumps of similar height (ratios within 0.7 to 1.4), and which is "
+                         "higher decides its peak step." if min(ratios) > 0.7 and max(ratios) < 1.4 else
+                         "the seeds differ in the size of the two bumps, not only in which wins.")
+        out.append(text)
+    fall = {kind: (drop[kind]["peak_over_final"], constant[kind]["peak_over_final"]) for kind in KINDS}
+    ratio = summary["constant_over_drop_final"]
+    at = decay_step(setting)
+    before = all(p <= at for kind in KINDS for p in drop[kind]["peak_steps"])
+    same = all(drop[kind]["peak_steps"] == constant[kind]["peak_steps"] for kind in KINDS)
+    text = (f"* Learning-rate drop: up to step {at} the two arms are "
+            + (f"the same run (largest relative difference of the measured traces "
+               f"{summary['difference_before_drop']:.1g}). " if summary["difference_before_drop"] < 1e-6 else
+               f"not the same run (largest relative difference {summary['difference_before_drop']:.2g}). "))
+    text += (f"Every peak is at or before the drop{' and the peak steps are the same in both arms' if same else ''}: "
+             "the drop does not cause the peak or set its timing. " if before else
+             f"Some peaks come after the drop; peak steps {'agree' if same else 'differ'} between the arms. ")
+    deeper = ratio["true"]["mean"] - 2 * ratio["true"]["stderr"] > 1
+    text += (f"The true Fisher ends {_pm(fall['true'][0])} times below its peak with the drop and "
+             f"{_pm(fall['true'][1])} times without (last-step trace without / with the drop {_pm(ratio['true'])}: "
+             + ("the drop deepens the fall, and the fall without it is the part not caused by the drop" if deeper
+                else "no clear effect of the drop on the fall") +
+             f"); the empirical Fisher ends {_pm(fall['empirical'][0])} against {_pm(fall['empirical'][1])} times "
+             f"below its peak ({_pm(ratio['empirical'])}).")
+    out.append(text)
     return out
+
+
+def _epochs(steps: Sequence[int]) -> str:
+    return ", ".join(f"{s / 40:.1f}" for s in steps)
 
 
 def _pm(stat: dict[str, float]) -> str:
@@ -302,11 +462,15 @@ def main() -> None:
     run = invocation("critical_periods", __doc__.split("\n\n")[0])
     setting, out, figures = (QUICK if run.quick else FULL), run.out, run.figures
     progress = Progress()
-    runs = progress.each(setting.seeds, lambda seed: run_seed(setting, seed, out))
+    runs = {arm: [] for arm in ARMS}
+    for seed in setting.seeds:
+        for arm in ARMS:
+            runs[arm].append(run_seed(setting, seed, arm, out))
+        progress.done(f"seed {seed}")
     summary = summarise(setting, runs)
     seconds = progress.seconds
     save_figure(plot_fisher(setting, runs, summary), figures / "critical_periods.png")
-    computed = sum(r["seconds"] for r in runs)
+    computed = sum(r["seconds"] for arm in ARMS for r in runs[arm])
     text = report(setting, summary, seconds, computed)
     atomic_write_bytes(figures / "critical_periods.md", text.encode())
     atomic_write_json(figures / "critical_periods.json", {"setting": asdict(setting), "summary": summary,
