@@ -51,13 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="IMP rewound to each of these points (as --rewind: 0it, 40it, 1ep) from one shared dense "
                             "run per seed, with the dense network's instability at each point and each ticket's "
                             "instability; replaces --rewind")
-    sweep.add_argument("--seeds", type=int, default=None,
+    sweep.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="independent seeds of the sweep: seed i adds i to --init-seed and --data-order-seed "
                             "(default: 1; matching is judged against one s.d. of the dense accuracy over seeds, so one "
                             "seed needs --match-tolerance)")
-    sweep.add_argument("--instability-replicates", type=int, default=None,
+    sweep.add_argument("--instability-replicates", type=int, default=None, metavar="N",
                        help="pairs of copies per instability measurement (default: 1)")
-    sweep.add_argument("--match-tolerance", type=float, default=None,
+    sweep.add_argument("--match-tolerance", type=float, default=None, metavar="FRACTION",
                        help="a subnetwork matches when its mean test accuracy is at least the dense mean minus this "
                             "accuracy fraction (default: one s.d. of the dense accuracy over the seeds)")
     one = parser.add_argument_group("one-shot methods (all but imp)")
