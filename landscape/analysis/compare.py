@@ -59,7 +59,9 @@ CURVATURE_MEASURES = {"lambda_max": "largest Hessian eigenvalue", "lambda_min": 
                       "saddle_index": "saddle index (fraction below -tol |λ|max)",
                       "fisher_trace_per_weight": "Fisher trace per surviving weight",
                       "effective_dim": "effective dimensionality",
-                      "barrier_to_dense": "test-error barrier to dense", "instability": "instability (test error)"}
+                      "barrier_to_dense": "test-error barrier to dense (points of %)",
+                      "instability": "instability (points of % test error)"}
+PERCENTAGE_POINTS = {"barrier_to_dense": 100.0, "instability": 100.0}   # fractions drawn as in the table
 _FORMAT = 2
 
 
@@ -147,9 +149,22 @@ class Comparison:
         dense = [r["test_accuracy"] for r in self.rows if r["kind"] == "dense"]
         spectra = {name: d for name, d in self.densities.items() if name == "dense" or name.startswith("ticket")}
         measures = {k: v for k, v in CURVATURE_MEASURES.items() if any(r.get(k) is not None for r in self.rows)}
-        return {"accuracy_vs_density": plot_accuracy_vs_density(curves, dense=dense),
-                "spectral_density": plot_spectral_densities(spectra),
-                "curvature_vs_density": plot_curvature_vs_density(self.rows, measures)}
+        extremes = {r["name"]: r["top_eigenvalues"] + r["bottom_eigenvalues"] for r in self.rows
+                    if r["name"] in spectra}
+        replicates = self.settings.instability_replicates
+        rows = [r | {"lambda_max_error": r["top_residuals"][0], "lambda_min_error": r["bottom_residuals"][0],
+                     "trace_per_weight_error": r["trace_stderr"] / r["weights"],
+                     "fisher_trace_per_weight_error": r["fisher_trace_stderr"] / r["weights"],
+                     "effective_dim_error": r["effective_dim_stderr"], "instability_error": r["instability_std"]}
+                for r in self.rows]
+        note = ("One network per point (one seed). Bars: eigenvalues ± residual; Hessian trace and effective "
+                "dimensionality ± 1 s.e. of the estimator; saddle index ± its total error (95%)"
+                + (f"; instability ± s.d. over {replicates} pairs of copies" if replicates > 1 else "") + ".")
+        test_samples = next((t.test.samples for t in self.imp.tickets), None)
+        return {"accuracy_vs_density": plot_accuracy_vs_density(curves, dense=dense, test_samples=test_samples),
+                "spectral_density": plot_spectral_densities(spectra, eigenvalues=extremes),
+                "curvature_vs_density": plot_curvature_vs_density(rows, measures, scales=PERCENTAGE_POINTS,
+                                                                  note=note)}
 
 
 def compare(dense_dir: str | Path, imp_dir: str | Path, out_dir: str | Path | None = None, *,

@@ -19,7 +19,9 @@ from landscape.instruments.blocks import BlockSpectra
 from landscape.linalg.uncertainty import format_estimate
 
 CAPTIONS = {
-    "spectral_density": "Hessian spectral densities (SLQ, Gaussian-smoothed, log density axis).",
+    "spectral_density": "Hessian spectral densities (SLQ, Gaussian-smoothed with the σ on the axis, log density "
+                        "axis); bands ± one standard error across the SLQ runs; ticks at the foot: the extreme "
+                        "eigenvalues from the eigen solves.",
     "eigenvalues": "Largest and smallest Hessian eigenvalues; error bars are the Lanczos residuals.",
     "measures": "Hessian trace, empirical-Fisher trace and effective dimensionality, ± one standard error; saddle "
                 "index ± its total error (95% sampling error plus the quadrature bound), hollow where that error "
@@ -42,7 +44,9 @@ def draw_figures(analysis: Analysis) -> dict[str, Path]:
     cps = analysis.checkpoints
     labels, steps = [c["label"] for c in cps], [c["step"] for c in cps]
     figures = {
-        "spectral_density": plot_spectral_densities(analysis.densities()),
+        "spectral_density": plot_spectral_densities(
+            analysis.densities(), reference=False,
+            eigenvalues={c["label"]: c["top_eigenvalues"] + c["bottom_eigenvalues"] for c in cps}),
         "eigenvalues": plot_eigenvalues(labels, steps, [c["top_eigenvalues"] for c in cps],
                                         [c["top_residuals"] for c in cps], [c["bottom_eigenvalues"] for c in cps],
                                         [c["bottom_residuals"] for c in cps]),
@@ -50,7 +54,10 @@ def draw_figures(analysis: Analysis) -> dict[str, Path]:
                                                   "saddle index (fraction)": measure_series(cps, "saddle_index",
                                                                                             error="error"),
                                                   "empirical Fisher trace": measure_series(cps, "fisher_trace"),
-                                                  "effective dimensionality": measure_series(cps, "effective_dim")}),
+                                                  "effective dimensionality": measure_series(cps, "effective_dim")},
+                                  note="One network. Bars: Hessian trace and effective dimensionality ± 1 s.e. "
+                                       "of the estimator; saddle index ± its total error (95%); hollow: "
+                                       "unreliable. The Fisher trace is exact."),
     }
     with_blocks = [c for c in cps if c.get("blocks")]
     if with_blocks:

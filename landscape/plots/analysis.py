@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape.plots.style import bounded_errors, draw_unreliable
-from landscape.plots.surface import _figure
+from landscape.plots.style import LEGEND_SIZE, bounded_errors, caption, draw_unreliable, new_figure, plain_ticks
 
 
 def _positions(labels: Sequence[str], steps: Sequence[int | None]) -> tuple[np.ndarray, str, bool]:
@@ -37,7 +36,7 @@ def plot_eigenvalues(labels: Sequence[str], steps: Sequence[int | None], top: Se
         top_residuals, bottom_residuals: ``(C, k)`` residuals in the same units.
     """
     x, xlabel, categorical = _positions(labels, steps)
-    fig = _figure(10.5, 3.9)
+    fig = new_figure(10.5, 3.9)
     axes = fig.subplots(1, 2)
     for ax, values, residuals, name in ((axes[0], top, top_residuals, "largest"),
                                         (axes[1], bottom, bottom_residuals, "smallest")):
@@ -52,10 +51,11 @@ def plot_eigenvalues(labels: Sequence[str], steps: Sequence[int | None], top: Se
         ax.set_title(f"{name} Hessian eigenvalues (bars: residual)")
         ax.set_ylabel("eigenvalue")
         ax.set_xlabel(xlabel)
+        plain_ticks(ax)
         if categorical:
-            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=LEGEND_SIZE)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=LEGEND_SIZE)
     if title:
         fig.suptitle(title)
     return fig
@@ -63,7 +63,7 @@ def plot_eigenvalues(labels: Sequence[str], steps: Sequence[int | None], top: Se
 
 def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
                   measures: Mapping[str, tuple[Sequence[float | None], ...]], *,
-                  xscale: str = "linear", title: str | None = None) -> Figure:
+                  xscale: str = "linear", title: str | None = None, note: str | None = None) -> Figure:
     """Scalar measures at each checkpoint with their errors, one panel per measure.
 
     Args:
@@ -73,11 +73,12 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
             says its error is too large to read it as a number) are drawn hollow, with a legend entry. A panel
             uses a log scale when its values are positive and span more than a factor of 10.
         xscale: matplotlib scale of the step axis, e.g. ``"symlog"`` for log-spaced steps that include 0.
+        note: a caption under the figure: what the error bars are, and of how many networks or seeds.
     """
     if not measures:
         raise ValueError("no measures to plot")
     x, xlabel, categorical = _positions(labels, steps)
-    fig = _figure(4.2 * len(measures), 3.5)
+    fig = new_figure(4.2 * len(measures), 3.5)
     axes = np.atleast_1d(fig.subplots(1, len(measures)))
     for i, (ax, (label, (values, errors, *flags))) in enumerate(zip(axes, measures.items())):
         v = np.array([np.nan if a is None else a for a in values], dtype=float)
@@ -93,15 +94,18 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
         ax.set_ylabel(label)
         ax.set_xlabel(xlabel)
         if categorical:
-            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=LEGEND_SIZE)
         elif xscale == "symlog":   # linear up to the first positive step, nothing drawn left of 0
             positive = np.asarray(x, dtype=float)[np.asarray(x, dtype=float) > 0]
             linthresh = float(positive.min()) if positive.size else 1.0
             ax.set_xscale("symlog", linthresh=linthresh)
-            ax.set_xlim(left=-0.3 * linthresh)
+            ax.set_xlim(-0.3 * linthresh, 1.3 * float(np.max(x)))   # the end points whole, not cut by the frame
         else:
             ax.set_xscale(xscale)
+        plain_ticks(ax, "y" if categorical else "both")
         ax.grid(alpha=0.3, which="both")
+    if note:
+        caption(fig, note)
     if title:
         fig.suptitle(title)
     return fig

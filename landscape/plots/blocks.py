@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 import os
 
-import torch
 from matplotlib.figure import Figure
 
 from landscape.instruments.blocks import BlockSpectra
-from landscape.plots.surface import _figure
+from landscape.plots.style import (DENSITY_BAND, density_grid, draw_density, eigenvalue_floor, mark_eigenvalues,
+                                    new_figure, plain_number, plain_ticks)
 
 
 def plot_block_spectra(spectra: BlockSpectra, *, sigma: float | None = None, points: int = 400, columns: int = 4,
@@ -22,27 +22,26 @@ def plot_block_spectra(spectra: BlockSpectra, *, sigma: float | None = None, poi
     blocks = spectra.blocks
     if not blocks:
         raise ValueError("no blocks to plot")
-    low = min(float(b.density.nodes.min()) for b in blocks)
-    high = max(max(float(b.density.nodes.max()), float(b.eigenvalues.max()) if b.eigenvalues.numel() else -math.inf) for b in blocks)
-    span = max(high - low, 1e-12)
-    sigma = 0.01 * span if sigma is None else sigma
-    grid = torch.linspace(low - 5 * sigma, high + 5 * sigma, points, dtype=torch.float64)
+    grid, sigma = density_grid([b.density for b in blocks], sigma, points,
+                               [v for b in blocks for v in b.eigenvalues.tolist()])
     columns = min(columns, len(blocks))
     rows = math.ceil(len(blocks) / columns)
-    fig = _figure(2.6 * columns, 1.9 * rows + 0.5)
+    fig = new_figure(2.6 * columns, 1.9 * rows + 0.5)
     axes = fig.subplots(rows, columns, sharex=True, squeeze=False)
     prefix = os.path.commonprefix([b.name for b in blocks]) if len(blocks) > 1 else ""
     prefix = prefix[:prefix.rfind(".") + 1]
     for ax, b in zip(axes.flat, blocks):
-        pdf = b.density.pdf(grid, sigma).numpy()
-        ax.plot(grid.numpy(), pdf, lw=1.2, color="C0")
-        ax.set_yscale("log")
-        ax.set_ylim(max(pdf.max(), 1e-300) * 1e-6, max(pdf.max(), 1e-300) * 3)
-        for value in b.eigenvalues.tolist():
-            ax.axvline(value, ymax=0.12, color="C3", lw=1.2, ls="-" if b.converged else ":")
-        error = "exact" if b.exact else f"± {b.trace_stderr:.2g}"
-        ax.set_title(f"{b.name.removeprefix(prefix)} (n={b.dim})\ntr = {b.trace:.3g} {error}", fontsize=7)
-        ax.tick_params(labelsize=6)
+        eigenvalue_floor(ax, b.dim, sigma, max(draw_density(ax, b.density, grid, sigma, "C0", lw=1.2), 1e-300),
+                         label=False)
+        if b.converged:
+            mark_eigenvalues(ax, b.eigenvalues.tolist(), "C3")
+        else:
+            for value in b.eigenvalues.tolist():
+                ax.axvline(value, ymax=0.1, color="C3", lw=1.3, ls=":")
+        error = "exact" if b.exact else f"± {plain_number(b.trace_stderr)}"
+        ax.set_title(f"{b.name.removeprefix(prefix)} (n={b.dim})\ntr = {plain_number(b.trace)} {error}", fontsize=8)
+        plain_ticks(ax)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(blocks):]:
         ax.set_visible(False)
@@ -52,6 +51,7 @@ def plot_block_spectra(spectra: BlockSpectra, *, sigma: float | None = None, poi
         lowest.set_xlabel("Hessian eigenvalue", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel("density", fontsize=7)
-    fig.suptitle(title or f"Per-block Hessian spectra (SLQ, Gaussian σ = {sigma:.2g}; red: top eigenvalues)",
+    fig.suptitle(f"{title or 'Per-block Hessian spectra'}\nSLQ, Gaussian σ = {plain_number(sigma)}, {DENSITY_BAND}; "
+                 f"red: top eigenvalues (dotted: not converged); grey dotted: one eigenvalue's height; tr ± 1 s.e.",
                  fontsize=9)
     return fig

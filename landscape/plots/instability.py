@@ -14,7 +14,7 @@ from matplotlib.ticker import NullLocator
 
 from landscape.connectivity.instability import InstabilityResult
 from landscape.connectivity.interpolation import Definition, Quantity
-from landscape.plots.surface import _figure
+from landscape.plots.style import LEGEND_SIZE, caption, error_caption, new_figure, plain_ticks
 
 TITLES = {"frankle": "instability (Frankle et al. 2020):\nmax error − mean of the endpoints",
           "entezari": "barrier (Entezari et al. 2022):\nmax gap above the line between the endpoints"}
@@ -53,7 +53,7 @@ def plot_instability(results: InstabilityResult | Mapping[str, InstabilityResult
     steps = sorted({k for r in sets.values() for k in r.steps})
     positive = [k for k in steps if k > 0]
 
-    fig = _figure(5.0 * len(definitions), 4.0)
+    fig = new_figure(5.0 * len(definitions), 4.0)
     axes = fig.subplots(1, len(definitions), squeeze=False)[0]
     for ax, definition in zip(axes, definitions):
         for i, (label, r) in enumerate(sets.items()):
@@ -77,8 +77,15 @@ def plot_instability(results: InstabilityResult | Mapping[str, InstabilityResult
         ax.set_xlabel("spawn step k" + (" (symlog scale)" if positive else ""))
         ax.set_ylabel(f"{quantity} barrier{unit}")
         ax.set_title(TITLES[definition].replace("error", quantity), fontsize="small")
+        plain_ticks(ax, "y")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="best", framealpha=0.8)
+        ax.legend(fontsize=LEGEND_SIZE, loc="best", framealpha=0.8)
+    counts = sorted({r.barriers(shown[0], quantity).shape[1] for r in sets.values()})
+    pairs = ("pair of copies", "pairs of copies")
+    spread = (error_caption(counts[0], unit=pairs) if len(counts) == 1
+              else f"mean ± s.d. over {'/'.join(map(str, counts))} {pairs[1]}")
+    caption(fig, f"Lines: {spread}; dots: each pair." + (" Error barriers in percentage points."
+                                                          if quantity == "error" else ""))
     if title is None and len(sets) == 1:
         r = next(iter(sets.values()))
         replicates = r.barriers(shown[0], quantity).shape[1]

@@ -13,22 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator
 
 from landscape.connectivity.interpolation import Barrier, InterpolationResult
 from landscape.connectivity.surface import LossSurface
+from landscape.plots.style import LEGEND_SIZE, new_figure, plain_ticks
 
 LOG_RATIO = 10.0  # log-scaled loss levels when the finite loss spans at least this factor
 ALPHA_LABEL = "interpolation coefficient α (0 = A, 1 = B)"
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:
@@ -69,7 +63,7 @@ def plot_interpolation(results: InterpolationResult | Mapping[str, Interpolation
     panels = [("loss", loss_label, 1.0, "")]
     if all(r.is_classification for r in sets.values()):
         panels.append(("error", "error (%)", 100.0, "%"))
-    fig = _figure(5.5 * len(panels), 3.9 + 0.2 * len(sets))
+    fig = new_figure(5.5 * len(panels), 3.9 + 0.2 * len(sets))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (quantity, ylabel, scale, unit) in zip(axes, panels):
         heights = []
@@ -90,8 +84,9 @@ def plot_interpolation(results: InterpolationResult | Mapping[str, Interpolation
         ax.set_title(f"{quantity} barrier\n" + "\n".join(heights), fontsize="small")
         ax.set_xlabel(ALPHA_LABEL)
         ax.set_ylabel(ylabel)
+        plain_ticks(ax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="best", framealpha=0.8)
+        ax.legend(fontsize=LEGEND_SIZE, loc="best", framealpha=0.8)
     if title:
         fig.suptitle(title)
     return fig
@@ -119,7 +114,7 @@ def plot_slice(surface: LossSurface, *, loss_label: str = "loss", title: str | N
     panels = [(surface.loss, loss_label)]
     if surface.error is not None:
         panels.append((100.0 * surface.error, "error (%)"))
-    fig = _figure(5.0 * len(panels), 3.8)
+    fig = new_figure(5.0 * len(panels), 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (values, ylabel) in zip(axes, panels):
         ax.plot(surface.alphas, values, "-", color="C0", lw=1.5)
@@ -130,6 +125,7 @@ def plot_slice(surface: LossSurface, *, loss_label: str = "loss", title: str | N
             ax.set_yscale("log")
         ax.set_xlabel(surface.labels[0])
         ax.set_ylabel(ylabel)
+        plain_ticks(ax)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -150,7 +146,7 @@ def plot_surface_contour(surface: LossSurface, *, levels: int = 30, log: bool | 
         bounds, norm = np.geomspace(lo, hi, levels), LogNorm(lo, hi)
     else:
         bounds, norm = MaxNLocator(nbins=levels).tick_values(lo, hi if hi > lo else lo + 1.0), None
-    fig = _figure(5.6, 4.6)
+    fig = new_figure(5.6, 4.6)
     ax = fig.add_subplot()
     filled = ax.contourf(surface.alphas, surface.betas, z, levels=bounds, norm=norm, cmap="viridis",
                          extend="neither")
@@ -188,7 +184,7 @@ def plot_surface_3d(surface: LossSurface, *, log: bool | None = None, loss_label
     use_log = _use_log(surface.loss, log)
     z = np.log10(surface.loss) if use_log else surface.loss
     a, b = np.meshgrid(surface.alphas, surface.betas, indexing="ij")
-    fig = _figure(6.0, 4.8)
+    fig = new_figure(6.0, 4.8)
     ax = fig.add_subplot(projection="3d")
     shown = ax.plot_surface(a, b, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True)
     bar = fig.colorbar(shown, ax=ax, shrink=0.6, pad=0.1)

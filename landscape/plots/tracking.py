@@ -27,11 +27,15 @@ from matplotlib.figure import Figure
 
 from landscape.foundation.runs import Run
 from landscape.linalg import SpectralDensity
-from landscape.plots.style import bounded_errors, draw_unreliable
-from landscape.plots.surface import _figure, save_figure
+from landscape.plots.style import (DENSITY_BAND, LEGEND_SIZE, bounded_errors, caption, density_grid, draw_density,
+                                    draw_unreliable, eigenvalue_floor, new_figure, plain_number, plain_ticks)
+from landscape.plots.surface import save_figure
 
 LOG_STEPS = 100.0   # symmetric-log step axis when the last step is at least this multiple of the first positive
 COLUMNS = 3
+ERROR_NOTE = ("One run. Bars: eigenvalues ± residual, the sharpness ± its error bound; traces, Frobenius norm, Occam "
+              "term and effective dimensionality ± 1 s.e.; saddle index and SLQ mass ± their total error (95%), "
+              f"hollow where unreliable. Spectral densities: {DENSITY_BAND}; dotted: one eigenvalue's height.")
 SKIPPED = ("step", "instrument", "tracker", "matvecs", "seconds", "samples", "dim", "k", "tol", "delta", "z",
            "threshold", "count", "exact")
 
@@ -85,7 +89,7 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
         raise ValueError("no records with a step and an instrument to plot")
     columns = min(COLUMNS, count)
     rows = math.ceil(count / columns)
-    fig = _figure(4.4 * columns, 3.2 * rows)
+    fig = new_figure(4.4 * columns, 3.2 * rows)
     axes = fig.subplots(rows, columns, squeeze=False).reshape(-1)
     steps = sorted({r["step"] for r in records if isinstance(r.get("step"), int)})
     for ax, (name, ylabel, series) in zip(axes, panels):
@@ -99,12 +103,14 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
         ax.set_title(name, fontsize="medium")
         ax.set_ylabel(ylabel)
         _step_axis(ax, steps)
+        plain_ticks(ax)
         if len(curves) > 1 or any(isinstance(by_instrument[s.instrument][0].get(s.field), list) for s in series):
-            ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
+            ax.legend(fontsize=LEGEND_SIZE, loc="best", framealpha=0.8)
     if densities:
         _draw_densities(fig, axes[len(panels)], densities)
     for ax in axes[count:]:
         ax.set_visible(False)
+    caption(fig, ERROR_NOTE)
     if title:
         fig.suptitle(title)
     return fig
@@ -195,11 +201,7 @@ def _draw_densities(fig: Figure, ax, recs: list[Mapping[str, Any]]) -> None:
                                              weights=torch.tensor(r["weights"], dtype=torch.float64),
                                              dim=int(r.get("dim", 0)), matvecs=int(r.get("matvecs", 0))))
                  for r in recs]
-    lo = min(float(d.nodes.min()) for _, d in densities)
-    hi = max(float(d.nodes.max()) for _, d in densities)
-    width = (hi - lo) or 1.0
-    grid = torch.linspace(lo - 0.05 * width, hi + 0.05 * width, 600, dtype=torch.float64)
-    sigma = width / 150
+    grid, sigma = density_grid([d for _, d in densities])
     steps = [s for s, _ in densities]
     positive = sorted(s for s in steps if s > 0)
     if positive and positive[-1] >= LOG_STEPS * positive[0]:   # log-spaced steps: colours by log step
@@ -209,15 +211,19 @@ def _draw_densities(fig: Figure, ax, recs: list[Mapping[str, Any]]) -> None:
     cmap = colormaps["viridis"]
     peak = 0.0
     for step, d in densities:
-        pdf = d.pdf(grid, sigma).numpy()
-        peak = max(peak, float(pdf.max()))
-        ax.plot(grid.numpy(), pdf, color=cmap(norm(step)), lw=1.0)
-    ax.set_yscale("log")
-    ax.set_ylim(peak * 1e-6, peak * 2)
+        peak = max(peak, draw_density(ax, d, grid, sigma, cmap(norm(step)), lw=1.0))
+    dim = max(d.dim for _, d in densities)
+    if dim > 0:
+        eigenvalue_floor(ax, dim, sigma, peak, label=False)
+    else:   # records without the dimension
+        ax.set_yscale("log")
+        ax.set_ylim(peak * 1e-6, peak * 2)
     ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
     ax.set_xlabel("eigenvalue")
-    ax.set_ylabel(f"density (Gaussian σ = {sigma:.2g})")
+    ax.set_ylabel(f"density (Gaussian σ = {plain_number(sigma)})")
     ax.set_title("spectral density (SLQ) per step", fontsize="medium")
+    plain_ticks(ax)
     ax.grid(alpha=0.3)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)
     bar.set_label("step")
+    plain_ticks(bar.ax, "y")

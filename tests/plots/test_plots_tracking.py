@@ -41,7 +41,7 @@ def test_every_tracked_quantity_gets_a_panel_with_a_symlog_step_axis_and_densiti
     steps_axis = next(ax for ax in fig.axes if ax.get_title() == "trace")
     assert steps_axis.get_xscale() == "symlog"
     density = next(ax for ax in fig.axes if ax.get_title().startswith("spectral density"))
-    assert len(density.get_lines()) == 4 + 1   # one curve per measured step, and the zero line
+    assert len(density.get_lines()) == 4 + 2   # one curve per measured step, the zero line, one eigenvalue's height
 
 
 def test_the_plot_command_writes_the_figure_into_the_run(tracked_run, capsys):
