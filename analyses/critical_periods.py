@@ -31,8 +31,8 @@ the drop says how much of the fall the drop causes.
 Writes ``figures/critical_periods.png``, ``figures/critical_periods.md`` and ``figures/critical_periods.json``.
 The training runs (with their measurements) live under ``--out``; re-running reuses finished ones.
 
-    python analyses/critical_periods.py            # full: about 10 minutes on one shared CPU thread
-    python analyses/critical_periods.py --quick    # smoke test: ~10 s of CPU, writes under --out only
+    python analyses/critical_periods.py            # full: about 4 CPU-minutes on one thread (12 runs)
+    python analyses/critical_periods.py --quick    # smoke test: ~5 s of CPU, writes under --out only
 """
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ from reproduction import Progress, invocation
 
 KINDS = ("empirical", "true")
 ARMS = ("step drop", "constant")    # the learning-rate schedule as set, and the control without the drop
+TWO_BUMPS = 0.7   # a valley below this fraction of the lower of two highs separates two bumps
 TRUE_RECORDS = "fisher_true.jsonl"   # the true-Fisher tracker's file inside each run directory
 
 
@@ -208,6 +209,16 @@ def bump_ratio(steps: Sequence[int], values: Sequence[float], split: float) -> f
     return float(v[s < split].max() / v[s >= split].max())
 
 
+def valley(steps: Sequence[int], values: Sequence[float], split: float) -> float:
+    """The lowest value between the highest point before ``split`` and the highest at or after it, over the lower
+    of those two highs: 1 when the curve rises or falls monotonically between them (one bump), well below 1
+    when it dips between two separate bumps."""
+    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    early = int(np.argmax(np.where(s < split, v, -np.inf)))
+    late = int(np.argmax(np.where(s >= split, v, -np.inf)))
+    return float(v[early:late + 1].min() / min(v[early], v[late]))
+
+
 def largest_difference_before_drop(first: dict[str, Any], second: dict[str, Any], drop: int) -> float:
     """The largest relative difference between two runs' Fisher traces at the measured steps up to ``drop``
     (0 when the runs are identical there, as two arms of one seed should be before the learning rate drops)."""
@@ -230,6 +241,7 @@ def summarise_arm(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any
             "peak_steps": peaks,
             "modes": modes,
             "bump_ratio": [bump_ratio(r["steps"], r[kind], modes["split"]) for r in runs] if modes else None,
+            "valley": [valley(r["steps"], r[kind], modes["split"]) for r in runs] if modes else None,
             **{key: {"mean": float(np.mean([p[key] for p in per_seed])),
                      "stderr": _stderr([p[key] for p in per_seed])}
                for key in ("peak", "peak_over_initial", "peak_over_final", "peak_over_before_decay")},
@@ -337,7 +349,7 @@ def plot_fisher(setting: Setting, runs: dict[str, list[dict[str, Any]]], summary
 def _modes_cell(modes: dict[str, Any] | None) -> str:
     if modes is None:
         return "one step only"
-    return (f"early: {len(modes['early'])} seeds at {modes['early']}; late: {len(modes['late'])} at "
+    return (f"early: {_seeds(len(modes['early']))} at {modes['early']}; late: {len(modes['late'])} at "
             f"{modes['late']} (gap {modes['gap_decades']:.2f} decades, next largest {modes['next_gap_decades']:.2f})")
 
 
@@ -371,15 +383,18 @@ def report(setting: Setting, summary: dict[str, Any], seconds: float, computed: 
             lines.append(f"| {arm} | {kind} | {s['peak_steps']} | {_modes_cell(s['modes'])} | {_pm(s['peak'])} | "
                          f"{_pm(s['peak_over_initial'])} | {_pm(s['peak_over_final'])} | "
                          f"{_pm(s['peak_over_before_decay'])} | {s['rise_then_fall_seeds']} of {seeds} |")
-    lines += ["", "Per seed (step drop): the peak step of each Fisher, and the true Fisher's highest value before "
-              "the split between the modes over its highest value after it (the bump ratio: above 1, the early bump "
-              "is the higher).", "", "| seed | empirical peak step | true peak step | true-Fisher bump ratio |",
-              "|---|---|---|---|"]
+    lines += ["", "Per seed (step drop): the peak step of each Fisher; the bump ratio, the highest value before the "
+              "split between the modes over the highest after it (above 1: the early bump is the higher); and the "
+              f"valley, the lowest value between those two highs over the lower of them (below {TWO_BUMPS}: two "
+              "separate bumps; near 1: one).", "",
+              "| seed | empirical peak step | true peak step | bump ratio (empirical, true) | valley (empirical, true) |",
+              "|---|---|---|---|---|"]
     drop = summary["step drop"]
     for i, seed in enumerate(setting.seeds):
-        ratio = drop["true"]["bump_ratio"]
+        cells = [", ".join(f"{drop[k][key][i]:.2f}" for k in KINDS) if drop["true"][key] and drop["empirical"][key]
+                 else "–" for key in ("bump_ratio", "valley")]
         lines.append(f"| {seed} | {drop['empirical']['peak_steps'][i]} | {drop['true']['peak_steps'][i]} | "
-                     + (f"{ratio[i]:.2f} |" if ratio else "– |"))
+                     + " | ".join(cells) + " |")
     grid = np.asarray(log_steps(setting.steps, setting.points), dtype=float)
     spacing = float(np.median(grid[1:][grid[:-1] >= 10] / grid[:-1][grid[:-1] >= 10]))
     lines += ["", f"Rise then fall: an interior peak above both the step-0 and the last value by more than "
@@ -413,19 +428,21 @@ def findings(setting: Setting, summary: dict[str, Any]) -> list[str]:
             text += f"Every seed peaks at step {s['peak_steps'][0]}."
         else:
             clear = modes["gap_decades"] > 2 * modes["next_gap_decades"]
-            text += (f"The peak steps are not one value with scatter: {len(modes['early'])} seeds peak early, at "
+            text += (f"The peak steps are not one value with scatter: {_seeds(len(modes['early']))} peak early, at "
                      f"steps {modes['early']} (epochs {_epochs(modes['early'])}), {len(modes['late'])} late, at "
                      f"{modes['late']} (epochs {_epochs(modes['late'])}); the gap between the modes is "
                      f"{modes['gap_decades']:.2f} decades against at most {modes['next_gap_decades']:.2f} within "
                      f"them ({'a clear split' if clear else 'not a clear split'}). A mean peak step would describe "
                      f"no seed. ")
             if s["bump_ratio"]:
-                ratios = s["bump_ratio"]
-                text += (f"Read on both sides of the split, each seed's early-over-late bump ratio is "
-                         f"{min(ratios):.2f} to {max(ratios):.2f}: ")
-                text += ("each seed has two bumps of similar height (ratios within 0.7 to 1.4), and which is "
-                         "higher decides its peak step." if min(ratios) > 0.7 and max(ratios) < 1.4 else
-                         "the seeds differ in the size of the two bumps, not only in which wins.")
+                ratios, valleys = s["bump_ratio"], s["valley"]
+                two = sum(v < TWO_BUMPS for v in valleys)
+                text += (f"Why: read on both sides of the split, the curves have an early high {min(ratios):.2f} to "
+                         f"{max(ratios):.2f} times the late one, and in {two} of {seeds} seeds it is a separate bump "
+                         f"(the curve dips below {TWO_BUMPS} of the lower high between them; valleys "
+                         f"{min(valleys):.2f} to {max(valleys):.2f}). The argmax lands on the early bump in the "
+                         f"{_seeds(len(modes['early']))} where it is the higher, on the broad late maximum in the "
+                         "others.")
         out.append(text)
     fall = {kind: (drop[kind]["peak_over_final"], constant[kind]["peak_over_final"]) for kind in KINDS}
     ratio = summary["constant_over_drop_final"]
@@ -456,6 +473,10 @@ def _epochs(steps: Sequence[int]) -> str:
 
 def _pm(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.3g}" + ("" if math.isnan(stat["stderr"]) else f" ± {stat['stderr']:.2g}")
+
+
+def _seeds(count: int) -> str:
+    return f"{count} seed" + ("" if count == 1 else "s")
 
 
 def main() -> None:
