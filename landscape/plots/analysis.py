@@ -78,7 +78,7 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
     if not measures:
         raise ValueError("no measures to plot")
     x, xlabel, categorical = _positions(labels, steps)
-    fig = new_figure(4.2 * len(measures), 3.5)
+    fig = new_figure(3.6 * len(measures), 3.2)
     axes = np.atleast_1d(fig.subplots(1, len(measures)))
     for i, (ax, (label, (values, errors, *flags))) in enumerate(zip(axes, measures.items())):
         v = np.array([np.nan if a is None else a for a in values], dtype=float)

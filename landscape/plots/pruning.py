@@ -135,7 +135,7 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
         raise ValueError("no measures to plot")
     cols = min(3, len(measures))
     nrows = -(-len(measures) // cols)
-    fig = new_figure(4.3 * cols, 3.3 * nrows)
+    fig = new_figure(3.7 * cols, 3.0 * nrows)   # small enough that its text stays legible at a page's width
     axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).reshape(-1)
     groups = [g for g in dict.fromkeys(str(r[group]) for r in rows) if g != "dense"]
     for ax, (key, label) in zip(axes, measures.items()):

@@ -7,6 +7,7 @@ Used by the figures of the package and by the scripts in ``analyses/``.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from landscape.linalg import SpectralDensity
 
 
 UNRELIABLE_LABEL = "unreliable (error > ½ value)"
-LEGEND_SIZE = 8   # points: legends stay readable when a wide figure is shown at a page's width
+LEGEND_SIZE = 9   # points: legends stay readable when a wide figure is shown at a page's width
 DENSITY_BAND = "bands ± 1 s.e. across SLQ runs"
 
 
@@ -32,19 +33,21 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def caption(fig: Figure, text: str) -> None:
-    """``text`` under the whole figure (what the bars are, how many seeds), in small type."""
-    fig.supxlabel(text, fontsize="small", color="0.25")
+    """``text`` under the whole figure (what the bars are, how many seeds), in small type, wrapped to its width."""
+    fig.supxlabel(textwrap.fill(text, width=int(16 * fig.get_figwidth())), fontsize="small", color="0.25")
 
 
-def bounded_errors(values: Any, errors: Any) -> np.ndarray:
+def bounded_errors(values: Any, errors: Any, upper: float | None = None) -> np.ndarray:
     """``yerr`` for ``Axes.errorbar``: the ``(2, n)`` lower and upper half-widths, missing or infinite errors as
-    none, and the lower ones cut at 0 when no value is negative (a non-negative quantity's bar stays above 0)."""
+    none, and the lower ones cut at 0 when no value is negative (a non-negative quantity's bar stays above 0);
+    with ``upper`` (1 for a fraction), the upper ones cut there."""
     v = np.asarray(values, dtype=float)
     e = np.asarray(errors, dtype=float)
     e = np.where(np.isfinite(e), e, 0.0)
     finite = v[np.isfinite(v)]
     lower = np.minimum(e, np.where(np.isfinite(v), np.maximum(v, 0.0), e)) if finite.size and finite.min() >= 0 else e
-    return np.vstack([lower, e])
+    higher = e if upper is None else np.minimum(e, np.where(np.isfinite(v), np.maximum(upper - v, 0.0), e))
+    return np.vstack([lower, higher])
 
 
 def draw_unreliable(ax, x: Any, y: Any, color: str, marker: str = "o") -> None:

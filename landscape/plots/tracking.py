@@ -33,9 +33,14 @@ from landscape.plots.surface import save_figure
 
 LOG_STEPS = 100.0   # symmetric-log step axis when the last step is at least this multiple of the first positive
 COLUMNS = 3
-ERROR_NOTE = ("One run. Bars: eigenvalues ± residual, the sharpness ± its error bound; traces, Frobenius norm, Occam "
-              "term and effective dimensionality ± 1 s.e.; saddle index and SLQ mass ± their total error (95%), "
-              f"hollow where unreliable. Spectral densities: {DENSITY_BAND}; dotted: one eigenvalue's height.")
+NOTES = {   # panel: what its bars are, for the caption
+    "top eigenvalues": "eigenvalues ± residual", "bottom eigenvalues": "eigenvalues ± residual",
+    "sharpness": "sharpness ± its error bound", "trace": "traces ± 1 s.e. of the estimator (none when exact)",
+    "Fisher trace": "traces ± 1 s.e. of the estimator (none when exact)",
+    "Frobenius norm": "flatness measures ± 1 s.e.", "Occam term": "flatness measures ± 1 s.e.",
+    "effective dimensionality": "flatness measures ± 1 s.e.",
+    "saddle index": "saddle index and SLQ mass ± their total error (95%), hollow where unreliable",
+    "gradient in top-k eigenspace": "overlap ± its error"}
 SKIPPED = ("step", "instrument", "tracker", "matvecs", "seconds", "samples", "dim", "k", "tol", "delta", "z",
            "threshold", "count", "exact")
 
@@ -50,6 +55,7 @@ class Series:
     error: str | None
     label: str
     reliable: str | None = None
+    fraction: bool = False   # a fraction: bars stop at 0 and 1
 
 
 PANELS: dict[str, tuple[str, list[Series]]] = {   # title: (y label, series)
@@ -60,9 +66,9 @@ PANELS: dict[str, tuple[str, list[Series]]] = {   # title: (y label, series)
     "trace": ("tr H", [Series("trace", "value", "stderr", "trace"),
                        Series("flatness", "trace", "trace_stderr", "flatness")]),
     "saddle index": ("fraction of eigenvalues", [
-        Series("saddle_index", "fraction", "error", "saddle index", "reliable"),
+        Series("saddle_index", "fraction", "error", "saddle index", "reliable", fraction=True),
         Series("density", "negative_fraction", "negative_fraction_error", "SLQ mass below 0",
-               "negative_fraction_reliable")]),
+               "negative_fraction_reliable", fraction=True)]),
     "Fisher trace": ("tr F", [Series("fisher_trace", "value", "stderr", "tr F")]),
     "sharpness": ("λ_max", [Series("flatness", "lambda_max", "lambda_max_error", "λ_max")]),
     "Frobenius norm": ("‖H‖_F", [Series("flatness", "frobenius", "frobenius_stderr", "‖H‖_F")]),
@@ -70,7 +76,7 @@ PANELS: dict[str, tuple[str, list[Series]]] = {   # title: (y label, series)
     "effective dimensionality": ("Σ λ⁺/(λ⁺ + z)", [Series("flatness", "effective_dim", "effective_dim_stderr",
                                                          "N_eff")]),
     "gradient in top-k eigenspace": ("‖V_kᵀ g‖² / ‖g‖²", [Series("subspace_overlap", "fraction", "error",
-                                                                  "overlap")]),
+                                                                  "overlap", fraction=True)]),
 }
 
 
@@ -110,7 +116,10 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
         _draw_densities(fig, axes[len(panels)], densities)
     for ax in axes[count:]:
         ax.set_visible(False)
-    caption(fig, ERROR_NOTE)
+    notes = dict.fromkeys(NOTES[name] for name, _, _ in panels if name in NOTES)
+    if densities:
+        notes[f"spectral densities: {DENSITY_BAND}, dotted: one eigenvalue's height"] = None
+    caption(fig, "One run" + (". Bars: " + "; ".join(notes) if notes else "") + ".")
     if title:
         fig.suptitle(title)
     return fig
@@ -168,12 +177,12 @@ def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: boo
             y = np.array([v[j] if j < len(v) else np.nan for v in values], dtype=float)
             e = np.array([(err[j] if isinstance(err, list) and j < len(err) else 0.0) for err in errors], dtype=float)
             ax.errorbar(steps, y, yerr=_finite(e), fmt=f"-{marker}", ms=2.5, lw=1.0, capsize=1.5,
-                        color=colormaps["viridis"](j / max(width - 1, 1)), label=f"{s.label}{j + 1}{tag}")
+                        color=colormaps["viridis"](0.85 * j / max(width - 1, 1)), label=f"{s.label}{j + 1}{tag}")
         return
     y = np.array(values, dtype=float)
     e = _finite(np.array([err if isinstance(err, (int, float)) else 0.0 for err in errors], dtype=float))
     unreliable = np.array([s.reliable is not None and r.get(s.reliable) is False for r in recs])
-    ax.errorbar(steps, y, yerr=bounded_errors(y, e) if s.error else None, fmt="-", lw=1.2, capsize=2, color=color,
+    ax.errorbar(steps, y, yerr=bounded_errors(y, e, 1.0 if s.fraction else None) if s.error else None, fmt="-", lw=1.2, capsize=2, color=color,
                 label=f"{s.label}{tag}" if several else None)
     ax.plot(steps[~unreliable], y[~unreliable], marker, ms=3, ls="none", color=color)
     if unreliable.any():

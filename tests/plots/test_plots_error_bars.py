@@ -13,6 +13,11 @@ def test_lower_bars_of_non_negative_values_are_cut_at_zero():
     np.testing.assert_allclose(yerr, [[0.15, 0.1, 0.0], [0.2, 0.1, 0.3]])
 
 
+def test_bars_of_a_fraction_stop_at_one():
+    yerr = bounded_errors([0.9, 0.5, np.nan], [0.3, 0.2, 0.1], upper=1.0)
+    np.testing.assert_allclose(yerr, [[0.3, 0.2, 0.1], [0.1, 0.2, 0.1]])
+
+
 def test_signed_values_keep_symmetric_bars_and_missing_errors_draw_none():
     yerr = bounded_errors([-0.02, 0.01], [0.05, np.inf])
     np.testing.assert_allclose(yerr, [[0.05, 0.0], [0.05, 0.0]])
