@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from landscape.connectivity.instability import instability
-from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
+from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, read_json
 from landscape.plots import save_figure
 from landscape.plots.pruning import _remaining_axis
 from landscape.plots.style import LEGEND_SIZE, bounded_errors, caption, error_caption, new_figure, plain_ticks
@@ -72,9 +72,10 @@ CLAIMS = """\
   they study (16.8% of the weights left for ResNet-20), IMP subnetworks rewound to k = 0 are not matching, like
   random reinitialisation, while subnetworks rewound to a k where training has become stable are; IMP
   subnetworks are matching exactly where they are stable.
-* Frankle et al. (2019, "Stabilizing the Lottery Ticket Hypothesis") and Renda et al. (2020): rewinding to an
-  early step rather than to 0 is what makes IMP find matching subnetworks on deep networks; the randomly
-  reinitialised control matches only at moderate sparsity.
+* Frankle et al. (2019, "Stabilizing the Lottery Ticket Hypothesis"): on deeper networks, rewinding to an early
+  step rather than to 0 is what lets IMP find matching subnetworks; randomly reinitialised subnetworks match
+  only at moderate sparsity. Renda et al. (2020): IMP with weight rewinding to an early step matches the dense
+  accuracy over a wide range of sparsities on CIFAR-10 and ImageNet ResNets.
 """
 
 
@@ -113,7 +114,6 @@ def verdicts(summary: SweepSummary) -> list[dict[str, Any]]:
     m = summary.matching
     reinit, zero, ticket = m[(k0, "reinit")], m[(k0, "ticket")], m[(late, "ticket")]
     reach = {name: j.matching_down_to(d) for name, j in (("reinit", reinit), ("zero", zero), ("late", ticket))}
-    dense_barrier = summary.dense_instability.mean(axis=0)
     stable = summary.dense_stable()
     sparsest = paired(summary.accuracy[(late, "ticket")][:, -1], summary.accuracy[(k0, "reinit")][:, -1])
     late_vs_zero = paired(summary.accuracy[(late, "ticket")][:, -1], summary.accuracy[(k0, "ticket")][:, -1])
@@ -132,7 +132,9 @@ def verdicts(summary: SweepSummary) -> list[dict[str, Any]]:
                 "ours": f"reinitialised (k = {k0}) subnetworks match {down(reach['reinit'])}; at "
                         f"{100 * d[-1]:.1f}% they reach {mean_sd(100 * summary.accuracy[(k0, 'reinit')][:, -1], 2)}% "
                         f"against the dense {mean_sd(100 * summary.dense_accuracy, 2)}%", "verdict": v1})
-    if ticket.matching.all():
+    if reinit.matching.all():
+        v2 = "not tested: reinitialised subnetworks match at every density here"
+    elif ticket.matching.all():
         v2 = "reproduces"
     elif reach["late"] is not None and (reach["reinit"] is None or reach["late"] < reach["reinit"]):
         v2 = f"partly: matches further than reinitialisation but not down to {100 * d[-1]:.1f}%"
@@ -145,32 +147,43 @@ def verdicts(summary: SweepSummary) -> list[dict[str, Any]]:
                         f"(mean ± s.e. of the {sparsest['n']} per-seed differences, paired t-test p = "
                         f"{sparsest['p']:.2g})", "verdict": v2})
     ticket_barrier = {k: summary.ticket_instability[k].mean(axis=0) for k in summary.steps}
-    cells = [(bool(m[(k, "ticket")].matching[j]), bool(ticket_barrier[k][j] < STABLE_BARRIER))
-             for k in summary.steps for j in range(d.size) if np.isfinite(ticket_barrier[k][j])]
-    matching_stable = sum(1 for ok, st in cells if ok and st)
-    matching_all = sum(1 for ok, _ in cells if ok)
-    failing_unstable = sum(1 for ok, st in cells if not ok and not st)
-    failing_all = sum(1 for ok, _ in cells if not ok)
-    only_where_stable = (not stable[0] and stable[-1] and (reach["zero"] or 0.0) > (reach["late"] or 0.0)
-                         and matching_stable == matching_all)
-    if only_where_stable:
-        v3 = "reproduces"
-    elif stable[0]:
+    if stable[0]:
         v3 = (f"not tested: the dense network is already stable at k = {k0} here, so there is no unstable rewind "
               "point to compare")
-    elif (reach["zero"] or 0.0) > (reach["late"] or 0.0) and matching_stable == matching_all:
-        v3 = "partly: matching tickets are stable, but the dense network's stability alone does not separate them"
+    elif not stable[-1]:
+        v3 = f"not tested: the dense network is not yet stable at k = {late}"
+    elif (reach["zero"] or 0.0) > (reach["late"] or 0.0):
+        v3 = "reproduces"
     else:
-        v3 = "does not reproduce"
-    out.append({"claim": "tickets match only where the dense network (and the ticket) is stable",
-                "ours": f"dense instability {100 * dense_barrier[0]:.1f} points at k = {k0} "
-                        f"({'stable' if stable[0] else 'unstable'}), {100 * dense_barrier[-1]:.2f} at k = {late} "
+        v3 = (f"does not reproduce: tickets rewound to k = {k0}, where the dense network is unstable, match as far "
+              f"as those rewound to k = {late}, where it is stable")
+    out.append({"claim": "tickets match only where the dense network is stable (rewinding to an unstable k fails)",
+                "ours": f"dense instability {mean_sd(100 * summary.dense_instability[:, 0], 1)} points at k = {k0} "
+                        f"({'stable' if stable[0] else 'unstable'}), "
+                        f"{mean_sd(100 * summary.dense_instability[:, -1], 2)} at k = {late} "
                         f"({'stable' if stable[-1] else 'unstable'}); tickets rewound to {k0} match "
-                        f"{down(reach['zero'])}, to {late} {down(reach['late'])} (at {100 * d[-1]:.1f}% the late "
+                        f"{down(reach['zero'])}, to {late} {down(reach['late'])}; at {100 * d[-1]:.1f}% the late "
                         f"ticket leads the k = {k0} one by {100 * late_vs_zero['mean']:.2f} ± "
-                        f"{100 * late_vs_zero['se']:.2f} points, p = {late_vs_zero['p']:.2g}); "
-                        f"{matching_stable} of {matching_all} matching tickets are stable, {failing_unstable} of "
-                        f"{failing_all} non-matching ones unstable", "verdict": v3})
+                        f"{100 * late_vs_zero['se']:.2f} points (paired, p = {late_vs_zero['p']:.2g})",
+                "verdict": v3})
+    cells = [(bool(m[(k, "ticket")].matching[j]), bool(ticket_barrier[k][j] < STABLE_BARRIER))
+             for k in summary.steps for j in range(d.size) if np.isfinite(ticket_barrier[k][j])]
+    counts = {(ok, st): sum(1 for cell in cells if cell == (ok, st)) for ok in (True, False) for st in (True, False)}
+    if counts[(True, False)]:
+        v4 = f"does not reproduce: {counts[(True, False)]} matching tickets are unstable"
+    elif counts[(False, True)]:
+        v4 = (f"partly: every matching ticket is stable, but so are {counts[(False, True)]} non-matching ones; "
+              "stability does not separate them")
+    elif counts[(False, False)]:
+        v4 = "reproduces"
+    else:
+        v4 = "consistent, but not tested both ways: every ticket matches and is stable"
+    out.append({"claim": "IMP subnetworks match exactly where they are themselves stable",
+                "ours": f"of the {len(cells)} (rewind step, density) cells, {counts[(True, True)]} match and are "
+                        f"stable, {counts[(True, False)]} match but are unstable, {counts[(False, True)]} do not match "
+                        f"but are stable, {counts[(False, False)]} neither (means over seeds; the largest ticket "
+                        f"instability is {100 * max(np.nanmax(b) for b in ticket_barrier.values()):.2f} points)",
+                "verdict": v4})
     return out
 
 
@@ -228,8 +241,9 @@ def figure(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray):
 
 
 def report(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray, found: list[dict[str, Any]], total: int,
-           seconds: float, cpu_seconds: float) -> str:
-    """The markdown report: set-up, tables, verdicts, the papers' claims."""
+           timings: list[dict[str, float]]) -> str:
+    """The markdown report: set-up, tables, verdicts, the papers' claims (``timings``: every invocation's wall and
+    CPU seconds, this one last)."""
     d = summary.densities
     tolerance = summary.matching[(summary.steps[0], "ticket")].tolerance
     lines = [
@@ -244,9 +258,11 @@ def report(setting: Setting, summary: SweepSummary, dense_fine: np.ndarray, foun
         f"{summary.seeds} seeds (initialisation and data order), one dense run per seed shared by both rewind "
         f"steps (`landscape.pruning.rewind_sweep`). Instability: the test error barrier between two copies trained "
         f"from the same point on different data orders ({POINTS} points on the path, BatchNorm statistics "
-        f"recomputed), one pair per seed. Produced by `analyses/tickets_at_scale.py` (this invocation: "
-        f"{seconds / 60:.1f} min wall, {cpu_seconds / 60:.1f} CPU-min on one thread; runs finished by earlier "
-        f"invocations are reused).", "",
+        f"recomputed), one pair per seed. Produced by `analyses/tickets_at_scale.py`: "
+        f"{sum(t['cpu_seconds'] for t in timings) / 60:.1f} CPU-min on one thread "
+        f"({sum(t['wall_seconds'] for t in timings) / 60:.1f} min wall on a shared machine) over {len(timings)} "
+        f"invocation(s), each reusing the runs the earlier ones finished; this one "
+        f"{timings[-1]['cpu_seconds'] / 60:.1f} CPU-min.", "",
         f"Matching: mean test accuracy over seeds at least the dense mean minus one s.d. of the dense accuracy over "
         f"seeds ({100 * tolerance:.2f} points; Frankle et al. 2020). Stable: mean error barrier below "
         f"{100 * STABLE_BARRIER:g} points. All ± are sample standard deviations over seeds.", "",
@@ -293,14 +309,17 @@ def main() -> None:
     dense_fine = np.array([f for _, f in measured])
     summary = summarize(sweeps, stable_barrier=STABLE_BARRIER)
     found = verdicts(summary)
-    seconds, cpu_seconds = progress.seconds, time.process_time() - cpu
+    timing_file = out / "invocations.json"
+    timings = [*(read_json(timing_file, list) if timing_file.is_file() else []),
+               {"wall_seconds": progress.seconds, "cpu_seconds": time.process_time() - cpu}]
+    atomic_write_json(timing_file, timings)
     save_figure(figure(setting, summary, dense_fine), figures / "tickets_at_scale.png")
-    text = report(setting, summary, dense_fine, found, sweeps[0].dense.total, seconds, cpu_seconds)
+    text = report(setting, summary, dense_fine, found, sweeps[0].dense.total, timings)
     atomic_write_bytes(figures / "tickets_at_scale.md", text.encode())
     atomic_write_json(figures / "tickets_at_scale.json", {
         "setting": asdict(setting), "summary": summary.to_dict(),
         "dense_instability_fine": {str(k): dense_fine[:, i].tolist() for i, k in enumerate(setting.dense_spawns)},
-        "verdicts": found, "seconds": seconds, "cpu_seconds": cpu_seconds})
+        "verdicts": found, "invocations": timings})
     print(text)
 
 

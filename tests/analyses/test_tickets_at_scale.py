@@ -17,7 +17,7 @@ def test_quick_run_writes_figure_report_with_verdicts_and_numbers(run_script, tm
         if network["network"] == "ticket":   # every ticket's instability measured, a barrier of at least 0
             assert all(b is not None and b >= 0 for seed in network["instability"] for b in seed)
     assert set(numbers["dense_instability_fine"]) == {"0", "2", "4"}
-    assert len(numbers["verdicts"]) == 3 and all(v["verdict"] for v in numbers["verdicts"])
+    assert len(numbers["verdicts"]) == 4 and all(v["verdict"] for v in numbers["verdicts"])
     report = (figures / "tickets_at_scale.md").read_text()
-    assert "Frankle" in report and report.count("**") == 6
+    assert "Frankle" in report and report.count("**") == 8
     assert all(v["verdict"] in report for v in numbers["verdicts"])
