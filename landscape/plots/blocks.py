@@ -9,8 +9,8 @@ import os
 from matplotlib.figure import Figure
 
 from landscape.instruments.blocks import BlockSpectra
-from landscape.plots.style import (DENSITY_BAND, density_grid, draw_density, eigenvalue_floor, mark_eigenvalues,
-                                    new_figure, plain_number, plain_ticks)
+from landscape.plots.style import (DENSITY_BAND, caption, density_grid, draw_density, eigenvalue_floor,
+                                    mark_eigenvalues, new_figure, plain_number, plain_ticks)
 
 
 def plot_block_spectra(spectra: BlockSpectra, *, sigma: float | None = None, points: int = 400, columns: int = 4,
@@ -51,7 +51,7 @@ def plot_block_spectra(spectra: BlockSpectra, *, sigma: float | None = None, poi
         lowest.set_xlabel("Hessian eigenvalue", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel("density", fontsize=7)
-    fig.suptitle(f"{title or 'Per-block Hessian spectra'}\nSLQ, Gaussian σ = {plain_number(sigma)}, {DENSITY_BAND}; "
-                 f"red: top eigenvalues (dotted: not converged); grey dotted: one eigenvalue's height; tr ± 1 s.e.",
-                 fontsize=9)
+    fig.suptitle(title or "Per-block Hessian spectra", fontsize=10)
+    caption(fig, f"SLQ densities (exact for small blocks), Gaussian σ = {plain_number(sigma)}, {DENSITY_BAND}; red: "
+                 f"top eigenvalues (dotted: not converged); grey dotted: one eigenvalue's height; tr ± 1 s.e.")
     return fig
