@@ -19,7 +19,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator
 
 from landscape.connectivity.interpolation import Barrier, InterpolationResult
 from landscape.connectivity.surface import LossSurface
-from landscape.plots.style import LEGEND_SIZE, new_figure, plain_ticks
+from landscape.plots.style import LEGEND_SIZE, caption, new_figure, plain_ticks
 
 LOG_RATIO = 10.0  # log-scaled loss levels when the finite loss spans at least this factor
 ALPHA_LABEL = "interpolation coefficient α (0 = A, 1 = B)"
@@ -87,6 +87,8 @@ def plot_interpolation(results: InterpolationResult | Mapping[str, Interpolation
         plain_ticks(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=LEGEND_SIZE, loc="best", framealpha=0.8)
+    caption(fig, "Each curve: one pair of networks, every point evaluated on all samples of its split (no estimator, "
+                 "so no bars)" + ("; error barriers in percentage points." if len(panels) > 1 else "."))
     if title:
         fig.suptitle(title)
     return fig
