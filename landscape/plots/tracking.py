@@ -34,6 +34,8 @@ from landscape.plots.surface import save_figure
 LOG_STEPS = 100.0   # symmetric-log step axis when the last step is at least this multiple of the first positive
 COLUMNS = 3
 NOTES = {   # panel: what its bars are, for the caption
+    "loss": "none on loss and accuracy (every sample of the split)",
+    "accuracy": "none on loss and accuracy (every sample of the split)",
     "top eigenvalues": "eigenvalues ± residual", "bottom eigenvalues": "eigenvalues ± residual",
     "sharpness": "sharpness ± its error bound", "trace": "traces ± 1 s.e. of the estimator (none when exact)",
     "Fisher trace": "traces ± 1 s.e. of the estimator (none when exact)",
