@@ -28,4 +28,5 @@ def test_quick_run_writes_figure_report_and_consistent_numbers(run_script, tmp_p
     report = (figures / "double_descent.md").read_text()
     assert "Nakkiran" in report and "Maddox" in report and "## Verdict" in report and "±" in report
     assert ("**The double-descent peak appears**" in report) != ("**No double-descent peak by our rule**" in report)
-    assert report.count("track") >= len(setting["zs"]) + 1
+    verdicts = ("**it tracks test error**", "**it peaks with test error, but", "**it does not track test error**")
+    assert sum(report.count(v) for v in verdicts) == len(setting["zs"]) + 1    # trace and N_eff at each z
