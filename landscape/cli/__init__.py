@@ -138,6 +138,8 @@ def _list(args: argparse.Namespace) -> int:
         print(f"  {name:16s} {dataset_description(name)}")
     print(f"  {'torchvision:NAME':16s} torchvision.datasets.NAME from a local root (--data-kwargs root=PATH, nothing "
           f"downloaded), when torchvision imports")
+    print("  every classification data set also takes label_noise=P (that fraction of training labels set to another "
+          "class), random_labels=true (all drawn uniformly) and label_seed=N; test labels are kept")
     return 0
 
 

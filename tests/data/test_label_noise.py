@@ -90,3 +90,11 @@ def test_train_command_names_a_bad_label_noise(tmp_path, capsys):
                  "label_noise=2", "--steps", "2it", "--out", str(tmp_path / "run")])
     assert code != 0
     assert "label_noise must be a fraction in [0, 1]" in capsys.readouterr().err
+
+
+def test_list_command_names_the_label_keywords(capsys):
+    from landscape.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(keyword in out for keyword in ("label_noise=P", "random_labels=true", "label_seed=N"))
