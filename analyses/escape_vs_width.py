@@ -17,10 +17,17 @@ mean squared error, no label noise, 200 training samples; a teacher of 4 units o
     along its escape directions (control: the narrow minimum nudged in a random direction); the loss along the
     most negative eigenvector is sliced (:func:`landscape.connectivity.surface.loss_surface`) against ``L + λ s² / 2``;
 (b) **bad minima against width**: students of several widths from many random initialisations, each trained
-    by full-batch L-BFGS on the training loss until its gradient vanishes (or an iteration cap); a run ends in a
-    bad minimum if its final loss exceeds ``threshold * Var(targets)``. A student at least as wide as the
-    teacher can reach loss 0 (the teacher itself), so such runs are stuck above the global minimum. Shares get
-    binomial standard errors ``sqrt(p (1 - p) / n)``.
+    by full-batch L-BFGS on the training loss (to a gradient test or an iteration cap), then refined by
+    Levenberg-Marquardt on ``∇L = 0`` with the exact dense float64 Hessian
+    (:func:`critical_points.seek_critical_point`) and *certified* at the refined point: a minimum if
+    ``‖∇L‖ ≤ gradient_tol`` and ``λ_min ≥ −eig_tol · max|λ|``, a saddle if critical with a more negative
+    eigenvalue, uncertified otherwise. A run ends in a bad minimum if it is a certified minimum with loss above
+    ``threshold * Var(targets)``; a student at least as wide as the teacher can reach loss 0 (the teacher
+    itself), so such runs are stuck above the global minimum. Runs that reach the same function on the
+    training inputs (outputs within ``dedup_tol · std(targets)`` RMS, whatever the permutation of units) reached
+    the same minimum: the report gives the number of distinct bad minima beside the share of runs. Shares get
+    binomial standard errors ``sqrt(p (1 - p) / n)``; the counts are repeated for thresholds from 1e-6 to 1e-2
+    times the target variance.
 
 Deviation from the papers: they follow gradient flow; full-batch gradient descent and Adam converge too slowly
 here for many seeds on one shared CPU thread (on the 4-unit teacher, full-batch Adam at width 4 stalled near loss
@@ -31,18 +38,19 @@ Writes ``figures/escape_vs_width_bad_minima.png``, ``figures/escape_vs_width_esc
 ``figures/escape_vs_width.md`` and ``figures/escape_vs_width.json``. Resumable: every finished student and every
 widening experiment is stored under ``--out`` and reused.
 
-    python analyses/escape_vs_width.py            # full: 5 to 11 minutes on one shared thread
+    python analyses/escape_vs_width.py            # full: 4.7 CPU-minutes on one thread (measured)
     python analyses/escape_vs_width.py --quick    # smoke test, seconds; writes under --out only
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import FuncFormatter
 from torch import nn
 
 from landscape.connectivity.surface import Directions, loss_surface
@@ -51,7 +59,9 @@ from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cac
 from landscape.instruments import escape_dimensions, escape_experiment, minimize, widen
 from landscape.models import build_model
 from landscape.operators import Hessian
-from landscape.plots.surface import _figure, save_figure
+from landscape.plots.style import bounded_errors, new_figure, plain_ticks
+from landscape.plots.surface import save_figure
+from critical_points import FlatLoss, distinct, seek_critical_point
 from reproduction import Progress, invocation
 
 
@@ -71,6 +81,13 @@ class Setting:
     escape_steps: int
     tol: float = 1e-3
     radius: float = 1e-2
+    gradient_tol: float = 1e-6
+    refine_tol: float = 1e-9
+    eig_tol: float = 1e-6
+    refine_iter: int = 100
+    dedup_tol: float = 1e-4
+    thresholds: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    gradient_bars: tuple[float, ...] = (1e-5, 1e-6, 1e-7, 1e-8, 1e-9)
 
 
 DATA = {"num_classes": None, "teacher_width": 3, "input_dim": 2, "train_size": 200, "test_size": 200,
@@ -105,39 +122,64 @@ def student(width: int, seed: int, dataset: Dataset) -> nn.Module:
 
 
 def train_student(setting: Setting, dataset: Dataset, width: int, seed: int) -> dict[str, Any]:
-    """Final loss, gradient norm and L-BFGS iterations of one student trained from its initialisation."""
-    result = minimize(student(width, seed, dataset), dataset.loss_fn(), dataset.train, max_iter=setting.max_iter)
-    return {"width": width, "seed": seed, "loss": result.loss, "gradient_norm": result.gradient_norm,
-            "iterations": result.iterations}
+    """One student of part (b): trained by L-BFGS from its initialisation, then its end point refined by
+    Levenberg-Marquardt on ``∇L = 0`` with the exact dense Hessian (:func:`critical_points.seek_critical_point`)
+    (certified by :func:`certify`). The outputs on the training inputs are kept to recognise the same minimum
+    reached from several seeds."""
+    trained = minimize(student(width, seed, dataset), dataset.loss_fn(), dataset.train, max_iter=setting.max_iter)
+    flat = FlatLoss(trained.model, dataset.loss_fn(), dataset.train)
+    start = flat.theta()
+    refined = seek_critical_point(flat, start, gradient_tol=setting.refine_tol, max_iter=setting.refine_iter)
+    return {"width": width, "seed": seed, "lbfgs_loss": trained.loss, "lbfgs_gradient_norm": trained.gradient_norm,
+            "iterations": trained.iterations, "loss": refined.loss, "gradient_norm": refined.gradient_norm,
+            "refine_iterations": refined.iterations, "refine_distance": float((refined.theta - start).norm()),
+            "lambda_min": float(refined.eigenvalues[0]), "lambda_max": float(refined.eigenvalues[-1]),
+            "outputs": flat.outputs(refined.theta).detach().reshape(-1).tolist()}
 
 
 def bad_minima(setting: Setting, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
-    """Every (width, seed) student of part (b)."""
-    return [cached_json(out / "students" / f"w{width}_s{seed}.json", lambda: train_student(setting, dataset, width, seed))
+    """Every (width, seed) student of part (b), certified."""
+    return [certify(cached_json(out / "students" / f"w{width}_s{seed}_certified.json",
+                                lambda: train_student(setting, dataset, width, seed)), setting)
             for width in setting.widths for seed in range(setting.seeds)]
 
 
-def outcome(run: dict[str, Any], setting: Setting, cutoff: float) -> str:
-    """``"global"``: final loss at most ``cutoff``; ``"bad"``: above it with L-BFGS converged (its gradient test
-    met before the iteration cap), a bad minimum or saddle; ``"undecided"``: above it at the cap, still moving."""
+def certify(run: dict[str, Any], setting: Setting) -> dict[str, Any]:
+    """``run`` with ``critical`` (``‖∇L‖ ≤ gradient_tol``) and ``minimum`` (critical and ``λ_min ≥ −eig_tol ·
+    max|λ|``) at its refined point."""
+    critical = run["gradient_norm"] <= setting.gradient_tol
+    scale = max(abs(run["lambda_min"]), abs(run["lambda_max"]))
+    return {**run, "critical": critical, "minimum": critical and run["lambda_min"] >= -setting.eig_tol * scale}
+
+
+def outcome(run: dict[str, Any], cutoff: float) -> str:
+    """``"global"``: loss at most ``cutoff`` after refinement; above it, ``"bad"``: a certified minimum (gradient
+    norm and smallest eigenvalue within tolerance), ``"saddle"``: critical with a negative eigenvalue,
+    ``"uncertified"``: not critical within the refinement budget."""
     if run["loss"] <= cutoff:
         return "global"
-    return "bad" if run["iterations"] < setting.max_iter else "undecided"
+    return "bad" if run["minimum"] else "saddle" if run["critical"] else "uncertified"
 
 
-def share_bad(runs: list[dict[str, Any]], setting: Setting, cutoff: float) -> dict[str, list[float]]:
-    """Per width: share of runs in a bad minimum and its binomial standard error ``sqrt(p (1 - p) / n)`` (0 when
-    p is 0 or 1; then the rule-of-three bound 3/n is the useful one), and the share still undecided."""
-    shares, errors, counts, undecided = [], [], [], []
+def share_bad(runs: list[dict[str, Any]], setting: Setting, cutoff: float, dataset: Dataset) -> dict[str, list]:
+    """Per width: share of runs in a certified bad minimum with its binomial standard error
+    ``sqrt(p (1 - p) / n)`` (0 when p is 0 or 1; then the rule-of-three bound 3/n is the useful one), the number
+    of distinct bad minima among them, and the counts of the other outcomes."""
+    tol = setting.dedup_tol * float(dataset.train[1].std())
+    table: dict[str, list] = {"widths": list(setting.widths), "share": [], "stderr": [], "runs": [], "distinct": [],
+                              "saddle": [], "uncertified": [], "global": []}
     for width in setting.widths:
-        outcomes = [outcome(r, setting, cutoff) for r in runs if r["width"] == width]
+        mine = [r for r in runs if r["width"] == width]
+        outcomes = [outcome(r, cutoff) for r in mine]
+        bad = [torch.tensor(r["outputs"]) for r, o in zip(mine, outcomes) if o == "bad"]
         p = outcomes.count("bad") / len(outcomes)
-        shares.append(p)
-        errors.append(math.sqrt(p * (1 - p) / len(outcomes)))
-        counts.append(len(outcomes))
-        undecided.append(outcomes.count("undecided") / len(outcomes))
-    return {"widths": list(setting.widths), "share": shares, "stderr": errors, "runs": counts,
-            "undecided": undecided}
+        table["share"].append(p)
+        table["stderr"].append(math.sqrt(p * (1 - p) / len(outcomes)))
+        table["runs"].append(len(outcomes))
+        table["distinct"].append(len(set(distinct(bad, tol))))
+        for name in ("saddle", "uncertified", "global"):
+            table[name].append(outcomes.count(name))
+    return table
 
 
 def escape_runs(setting: Setting, dataset: Dataset, out: Path) -> list[dict[str, Any]]:
@@ -187,30 +229,36 @@ def escape_slice(setting: Setting, dataset: Dataset, extra: int, seed: int, span
             "eigenvalue": float(dims.eigenvalues[0]), "center": center}
 
 
-def plot_bad_minima(runs: list[dict[str, Any]], shares: dict[str, list[float]], setting: Setting, cutoff: float):
-    """Left: share of bad minima against student width with binomial error bars (and the share still moving at
-    the iteration cap). Right: every run's final loss against width (log scale), the threshold dashed."""
+def plot_bad_minima(runs: list[dict[str, Any]], shares: dict[str, list], setting: Setting, cutoff: float):
+    """Left: share of runs in a certified bad minimum against student width with binomial error bars, the
+    number of distinct bad minima written beside each point, and the share left uncertified. Right: every
+    run's loss after refinement against width (log scale), coloured by outcome, the threshold dashed."""
     teacher = setting.data_kwargs["teacher_width"]
-    fig = _figure(10, 4)
+    colors = {"global": "C0", "bad": "C3", "saddle": "C1", "uncertified": "0.5"}
+    fig = new_figure(10, 4)
     left, right = fig.subplots(1, 2)
-    left.errorbar(shares["widths"], shares["share"], yerr=shares["stderr"], marker="o", capsize=3,
-                  label="bad minimum (converged above threshold)")
-    left.plot(shares["widths"], shares["undecided"], marker="x", ls=":", color="0.4",
-              label="undecided (iteration cap, above threshold)")
-    left.axvline(teacher, color="0.6", ls=":", label=f"teacher width {teacher}")
+    left.errorbar(shares["widths"], shares["share"], yerr=bounded_errors(shares["share"], shares["stderr"]),
+                  marker="o", capsize=3, color=colors["bad"], label="certified bad minimum (± binomial s.e.)")
+    for width, share, count in zip(shares["widths"], shares["share"], shares["distinct"]):
+        left.annotate(f"{count} distinct", (width, share), textcoords="offset points", xytext=(0, 12), fontsize=7,
+                      ha="center")
+    left.plot(shares["widths"], [u / n for u, n in zip(shares["uncertified"], shares["runs"])], marker="x", ls=":",
+              color=colors["uncertified"], label="uncertified (not critical after refinement)")
+    left.axvline(teacher, color="0.8", ls="-.", zorder=0, label=f"teacher width {teacher}")
     left.set_xscale("log", base=2)
     left.set_xticks(shares["widths"], [str(w) for w in shares["widths"]])
+    left.set_xlim(shares["widths"][0] / 1.25, shares["widths"][-1] * 1.25)
     left.set_ylim(-0.05, 1.05)
     left.set_xlabel("student hidden units")
-    left.set_ylabel("share of runs in a bad minimum")
-    left.set_title(f"± binomial standard error, {shares['runs'][0]} seeds per width", fontsize=10)
+    left.set_ylabel(f"share of runs (loss > {setting.threshold:g}·Var)")
+    left.set_title(f"{shares['runs'][0]} seeds per width", fontsize=10)
     left.legend(fontsize=8)
     rng = np.random.default_rng(0)
-    colors = {"global": "C0", "bad": "C3", "undecided": "0.5"}
     for r in runs:
-        right.scatter(r["width"] * (1 + 0.06 * rng.standard_normal()), max(r["loss"], 1e-16), s=12,
-                      color=colors[outcome(r, setting, cutoff)], alpha=0.7)
-    labels = {"global": "below threshold", "bad": "bad minimum", "undecided": "undecided"}
+        right.scatter(r["width"] * (1 + 0.06 * rng.standard_normal()), max(r["loss"], 1e-30), s=12,
+                      color=colors[outcome(r, cutoff)], alpha=0.7)
+    labels = {"global": "below threshold", "bad": "certified bad minimum", "saddle": "certified saddle",
+              "uncertified": "uncertified"}
     for name, color in colors.items():
         right.scatter([], [], s=12, color=color, label=labels[name])
     right.axhline(cutoff, color="k", ls="--", lw=0.8, label="bad-minimum threshold")
@@ -218,8 +266,10 @@ def plot_bad_minima(runs: list[dict[str, Any]], shares: dict[str, list[float]], 
     right.set_xticks(shares["widths"], [str(w) for w in shares["widths"]])
     right.set_yscale("log")
     right.set_xlabel("student hidden units")
-    right.set_ylabel("final training loss (mean squared error)")
+    right.set_ylabel("training loss after refinement (mean squared error)")
     right.legend(fontsize=8)
+    plain_ticks(left, "y")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e-0", "e-")))
     return fig
 
 
@@ -227,7 +277,7 @@ def plot_escape(rows: list[dict[str, Any]], added: tuple[int, ...], cut: dict[st
     """Left: negative eigenvalues opened against split neurons (mean ± standard error over narrow minima).
     Middle: loss along the most negative eigenvector and its quadratic prediction. Right: gradient descent
     from the widened minimum nudged along its escape directions, against the narrow-minimum control."""
-    fig = _figure(14, 4)
+    fig = new_figure(14, 4)
     left, middle, right = fig.subplots(1, 3)
     opened = np.array([[r["opened"] for r in rows if r["added"] == m] for m in added], dtype=float)
     sem = opened.std(axis=1, ddof=1) / np.sqrt(opened.shape[1]) if opened.shape[1] > 1 else np.zeros(len(added))
@@ -253,16 +303,17 @@ def plot_escape(rows: list[dict[str, Any]], added: tuple[int, ...], cut: dict[st
         right.plot(steps, r["control_losses"], color="C0", lw=0.8, ls="--")
     right.plot([], [], color="C1", label="widened, nudged along escape directions")
     right.plot([], [], color="C0", ls="--", label="narrow minimum, nudged at random")
-    right.set_yscale("log")
     right.set_xlabel("gradient-descent step (lr = 1/λ_max)")
     right.set_ylabel("training loss (mean squared error)")
     right.set_title(f"{added[0]} split neuron, every narrow minimum", fontsize=10)
     right.legend(fontsize=8)
+    for ax in (left, middle, right):
+        plain_ticks(ax)
     return fig
 
 
 def report(setting: Setting, dataset: Dataset, escape_dataset: Dataset, runs: list[dict[str, Any]],
-           shares: dict[str, list[float]], cutoff: float, rows: list[dict[str, Any]], cut: dict[str, Any],
+           shares: dict[str, list], cutoff: float, rows: list[dict[str, Any]], cut: dict[str, Any],
            seconds: float, command: str) -> str:
     """The markdown report: set-up, both parts' numbers, verdicts, the papers' claims."""
     teacher = setting.data_kwargs["teacher_width"]
@@ -274,22 +325,34 @@ def report(setting: Setting, dataset: Dataset, escape_dataset: Dataset, runs: li
         f"results are reused).", "",
         "## (b) Bad minima against width", "",
         f"{setting.seeds} initialisations per width, each trained by full-batch L-BFGS (strong Wolfe, "
-        f"`landscape.instruments.minimize`) until the largest gradient entry is below 1e-10 or {setting.max_iter} "
-        f"iterations. Bad minimum: final loss above {setting.threshold:g} × Var(targets) = {cutoff:.2e} "
-        f"(the global minimum is 0 for width ≥ {teacher}) with L-BFGS stopped before the cap (gradient test met, "
-        f"or no further progress in floating point); undecided: above the threshold at the cap.", "",
+        f"`landscape.instruments.minimize`, at most {setting.max_iter} iterations), then refined by "
+        f"Levenberg-Marquardt on ∇L = 0 with the exact dense Hessian (until ‖∇L‖ ≤ {setting.refine_tol:g}, at most "
+        f"{setting.refine_iter} Hessians) and "
+        f"certified: a **minimum** if ‖∇L‖ ≤ {setting.gradient_tol:g} and λ_min ≥ −{setting.eig_tol:g}·max|λ|; a "
+        f"saddle if critical with a more negative eigenvalue; uncertified if ‖∇L‖ stays above "
+        f"{setting.gradient_tol:g}. Bad minimum: a certified minimum with loss above {setting.threshold:g} × "
+        f"Var(targets) = {cutoff:.2e} (the global minimum is 0 for width ≥ {teacher}). Minima with outputs on "
+        f"the training inputs within {setting.dedup_tol:g}·std(targets) RMS are the same minimum (whatever the "
+        f"permutation of units); *distinct* counts them.", "",
         "![bad minima](escape_vs_width_bad_minima.png)", "",
-        "| student width | runs | share in a bad minimum | share undecided | median final loss | median ‖∇L‖ | "
-        "runs at the iteration cap |", "|---|---|---|---|---|---|---|",
+        "| student width | runs | in a certified bad minimum | distinct bad minima | saddles | uncertified | "
+        "below threshold | median ‖∇L‖ after L-BFGS | median after refinement |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for width, share, err, n, moving in zip(shares["widths"], shares["share"], shares["stderr"], shares["runs"],
-                                            shares["undecided"]):
+    for i, width in enumerate(shares["widths"]):
         mine = [r for r in runs if r["width"] == width]
-        capped = sum(r["iterations"] >= setting.max_iter for r in mine)
-        lines.append(f"| {width} | {n} | {share:.2f} ± {err:.2f} | {moving:.2f} | "
-                     f"{np.median([r['loss'] for r in mine]):.1e} | "
-                     f"{np.median([r['gradient_norm'] for r in mine]):.1e} | {capped} |")
-    lines += ["", threshold_sensitivity(runs, setting.widths, cutoff), "", bad_minima_verdict(shares, teacher), "",
+        lines.append(f"| {width} | {shares['runs'][i]} | {shares['share'][i]:.2f} ± {shares['stderr'][i]:.2f} | "
+                     f"{shares['distinct'][i]} | {shares['saddle'][i]} | {shares['uncertified'][i]} | "
+                     f"{shares['global'][i]} | {np.median([r['lbfgs_gradient_norm'] for r in mine]):.1e} | "
+                     f"{np.median([r['gradient_norm'] for r in mine]):.1e} |")
+    stalls = [r for r in runs if r["lbfgs_loss"] > cutoff and r["loss"] <= cutoff]
+    lines += ["", f"Refinement moved {len(stalls)} runs that L-BFGS had left above the threshold to below it "
+                  f"(L-BFGS stalls, not minima).", "",
+              "Threshold sensitivity: runs in a certified bad minimum (distinct minima in brackets) when the "
+              "threshold is put at each multiple of Var(targets), and, at the main threshold, when the gradient "
+              "bar of the certification is moved.", "",
+              sensitivity_table(sensitivity(runs, setting, dataset)), "",
+              bad_minima_verdict(shares, teacher, runs, cutoff, float(dataset.train[1].var())), "",
               "## (a) Escape dimensions opened by widening", "",
               f"Data of (a): {escape_dataset.description} {setting.narrow_seeds} minima of "
               f"width-{setting.narrow_width} students (L-BFGS from {setting.narrow_seeds} initialisations; narrower "
@@ -313,27 +376,71 @@ def report(setting: Setting, dataset: Dataset, escape_dataset: Dataset, runs: li
     return "\n".join(lines)
 
 
-def threshold_sensitivity(runs: list[dict[str, Any]], widths: tuple[int, ...], cutoff: float) -> str:
-    """Share of runs whose final loss exceeds a ten times lower and a ten times higher threshold, per width,
-    converged or not: how much the verdict depends on where the threshold is put."""
-    parts = []
-    for factor in (0.1, 10.0):
-        shares = [np.mean([r["loss"] > factor * cutoff for r in runs if r["width"] == w]) for w in widths]
-        listed = ", ".join(f"{share:.2f} (width {w})" for w, share in zip(widths, shares))
-        parts.append(f"above {factor * cutoff:.1e}: {listed}")
-    return "Threshold sensitivity (all runs, converged or not), share with final loss " + "; ".join(parts) + "."
+def sensitivity(runs: list[dict[str, Any]], setting: Setting, dataset: Dataset) -> dict[str, Any]:
+    """For each threshold factor in ``thresholds``: per width, runs in a certified bad minimum (loss above
+    ``factor * Var(targets)``), the distinct minima among them, and the runs above it that are uncertified."""
+    variance = float(dataset.train[1].var())
+    rows = []
+    for factor in setting.thresholds:
+        cutoff = factor * variance
+        rows.append({"factor": factor, "cutoff": cutoff,
+                     "bad": [sum(outcome(r, cutoff) == "bad" for r in runs if r["width"] == w) for w in setting.widths],
+                     "distinct": share_bad(runs, setting, cutoff, dataset)["distinct"],
+                     "uncertified": [sum(outcome(r, cutoff) == "uncertified" for r in runs if r["width"] == w)
+                                     for w in setting.widths]})
+    cutoff = setting.threshold * variance
+    bars = []
+    for bar in setting.gradient_bars:
+        strict = replace(setting, gradient_tol=bar)
+        recertified = [certify(r, strict) for r in runs]
+        bars.append({"gradient_tol": bar,
+                     "bad": [sum(outcome(r, cutoff) == "bad" for r in recertified if r["width"] == w)
+                             for w in setting.widths],
+                     "distinct": share_bad(recertified, setting, cutoff, dataset)["distinct"],
+                     "uncertified": [sum(outcome(r, cutoff) == "uncertified" for r in recertified
+                                         if r["width"] == w) for w in setting.widths]})
+    return {"widths": list(setting.widths), "runs": setting.seeds, "rows": rows, "gradient_bars": bars}
 
 
-def bad_minima_verdict(shares: dict[str, list[float]], teacher: int) -> str:
-    """Whether the share of bad minima falls with width, read off the table."""
+def sensitivity_table(table: dict[str, Any]) -> str:
+    """The sensitivity as markdown tables, ``bad/runs (distinct)`` per width: one row per loss threshold, then
+    one row per gradient bar of the certification at the main threshold."""
+    widths = " | ".join(f"width {w}" for w in table["widths"])
+    lines = [f"| threshold (× Var) | loss cutoff | {widths} | uncertified above it |",
+             "|---" * (len(table["widths"]) + 3) + "|"]
+    for row in table["rows"]:
+        lines.append(f"| {row['factor']:g} | {row['cutoff']:.1e} | "
+                     + " | ".join(f"{b}/{table['runs']} ({d})" for b, d in zip(row["bad"], row["distinct"]))
+                     + f" | {sum(row['uncertified'])} |")
+    lines += ["", f"| gradient bar of a certified minimum | {widths} | uncertified above the threshold |",
+              "|---" * (len(table["widths"]) + 2) + "|"]
+    for row in table["gradient_bars"]:
+        lines.append(f"| ‖∇L‖ ≤ {row['gradient_tol']:g} | "
+                     + " | ".join(f"{b}/{table['runs']} ({d})" for b, d in zip(row["bad"], row["distinct"]))
+                     + f" | {sum(row['uncertified'])} |")
+    return "\n".join(lines)
+
+
+def bad_minima_verdict(shares: dict[str, list], teacher: int, runs: list[dict[str, Any]], cutoff: float,
+                       variance: float) -> str:
+    """Whether the share of runs in certified bad minima falls with width, read off the table, with how many
+    distinct minima carry it and how bad the worst of them is."""
     first, last = shares["share"][0], shares["share"][-1]
     err = math.hypot(shares["stderr"][0], shares["stderr"][-1])
     falls = first - last > 2 * err and first > last
-    return (f"Reading: the share of bad minima goes from {first:.2f} ± {shares['stderr'][0]:.2f} at width "
-            f"{shares['widths'][0]} to {last:.2f} ± {shares['stderr'][-1]:.2f} at width {shares['widths'][-1]} "
-            f"(teacher width {teacher}): " + ("it falls with width, by more than two standard errors, as the papers "
-                                              "claim." if falls else "no fall by more than two standard errors, so "
-                                              "this part does not reproduce in our setting."))
+    n = shares["runs"][0]
+    text = (f"Reading: runs in a certified bad minimum: {first:.2f} ± {shares['stderr'][0]:.2f} "
+            f"({round(first * n)}/{n} runs, {shares['distinct'][0]} distinct minima) at width {shares['widths'][0]} "
+            f"against {last:.2f} ± {shares['stderr'][-1]:.2f} ({round(last * n)}/{shares['runs'][-1]}, "
+            f"{shares['distinct'][-1]} distinct) at width {shares['widths'][-1]} (teacher width {teacher}): ")
+    text += ("the share of runs falls by more than two binomial standard errors, as the papers claim."
+             if falls else "no fall by more than two binomial standard errors: this part does not reproduce here.")
+    bad = [r["loss"] for r in runs if outcome(r, cutoff) == "bad"]
+    if bad:
+        text += (f" These are few minima ({sum(shares['distinct'])} distinct over all widths), and shallow ones: the "
+                 f"worst has loss {max(bad):.2e} = {max(bad) / variance:.1e} × Var(targets), so with the threshold "
+                 f"put above that no run at any width ends in a bad minimum (table above).")
+    return text
 
 
 def escape_verdict(rows: list[dict[str, Any]], added: tuple[int, ...], cut: dict[str, Any]) -> str:
@@ -375,7 +482,7 @@ def main() -> None:
     cut = cached_json(out / "escape" / "slice.json",
                  lambda: escape_slice(setting, escape_dataset, setting.added[0], 0, 0.15))
     progress.done(f"(a) {len(rows)} widening experiments")
-    shares = share_bad(runs, setting, cutoff)
+    shares = share_bad(runs, setting, cutoff, dataset)
     seconds = progress.seconds
     save_figure(plot_bad_minima(runs, shares, setting, cutoff), figures / "escape_vs_width_bad_minima.png")
     save_figure(plot_escape(rows, setting.added, cut, setting.narrow_width), figures / "escape_vs_width_escape.png")
@@ -383,7 +490,9 @@ def main() -> None:
     text = report(setting, dataset, escape_dataset, runs, shares, cutoff, rows, cut, seconds, command)
     atomic_write_bytes(figures / "escape_vs_width.md", text.encode())
     atomic_write_json(figures / "escape_vs_width.json", {
-        "setting": asdict(setting), "cutoff": cutoff, "students": runs, "bad_minima": shares,
+        "setting": asdict(setting), "cutoff": cutoff, "bad_minima": shares,
+        "students": [{k: v for k, v in r.items() if k != "outputs"} for r in runs],
+        "sensitivity": sensitivity(runs, setting, dataset),
         "escape": [{k: v for k, v in r.items() if k not in ("losses", "control_losses")} for r in rows],
         "slice": cut, "seconds": seconds})
     print(text)
