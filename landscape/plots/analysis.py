@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape.plots.style import LEGEND_SIZE, bounded_errors, caption, draw_unreliable, new_figure, plain_ticks
+from landscape.plots.style import (LEGEND_SIZE, bounded_errors, caption, draw_unreliable, new_figure, plain_ticks,
+                                    quantity_color)
 
 
 def _positions(labels: Sequence[str], steps: Sequence[int | None]) -> tuple[np.ndarray, str, bool]:
@@ -71,7 +72,8 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
         measures: ``{axis label: (values, errors)}`` or ``(values, errors, reliable)``; ``None`` entries are
             not drawn (no bar for a ``None`` error). Points whose ``reliable`` is ``False`` (a result that
             says its error is too large to read it as a number) are drawn hollow, with a legend entry. A panel
-            uses a log scale when its values are positive and span more than a factor of 10.
+            uses a log scale when its values are positive and span more than a factor of 10, and the colour of
+            the quantity its label names (:func:`~landscape.plots.style.quantity_color`).
         xscale: matplotlib scale of the step axis, e.g. ``"symlog"`` for log-spaced steps that include 0.
         note: a caption under the figure: what the error bars are, and of how many networks or seeds.
     """
@@ -80,14 +82,15 @@ def plot_measures(labels: Sequence[str], steps: Sequence[int | None],
     x, xlabel, categorical = _positions(labels, steps)
     fig = new_figure(3.6 * len(measures), 3.2)
     axes = np.atleast_1d(fig.subplots(1, len(measures)))
-    for i, (ax, (label, (values, errors, *flags))) in enumerate(zip(axes, measures.items())):
+    for ax, (label, (values, errors, *flags)) in zip(axes, measures.items()):
         v = np.array([np.nan if a is None else a for a in values], dtype=float)
         e = np.array([0.0 if b is None else b for b in errors], dtype=float)
         unreliable = np.array([f is False for f in flags[0]] if flags else [False] * v.size)
-        ax.errorbar(x, v, yerr=bounded_errors(v, e), fmt="-", lw=1.3, capsize=2, color=f"C{i}")
-        ax.plot(x[~unreliable], v[~unreliable], "o", ms=3.5, color=f"C{i}")
+        color = quantity_color(label)
+        ax.errorbar(x, v, yerr=bounded_errors(v, e), fmt="-", lw=1.3, capsize=2, color=color)
+        ax.plot(x[~unreliable], v[~unreliable], "o", ms=3.5, color=color)
         if unreliable.any():
-            draw_unreliable(ax, x[unreliable], v[unreliable], f"C{i}")
+            draw_unreliable(ax, x[unreliable], v[unreliable], color)
         finite = v[np.isfinite(v)]
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
             ax.set_yscale("log")

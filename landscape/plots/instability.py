@@ -14,7 +14,7 @@ from matplotlib.ticker import NullLocator
 
 from landscape.connectivity.instability import InstabilityResult
 from landscape.connectivity.interpolation import Definition, Quantity
-from landscape.plots.style import LEGEND_SIZE, caption, error_caption, new_figure, plain_ticks
+from landscape.plots.style import LEGEND_SIZE, caption, error_caption, new_figure, plain_ticks, quantity_shades
 
 TITLES = {"frankle": "instability (Frankle et al. 2020):\nmax error − mean of the endpoints",
           "entezari": "barrier (Entezari et al. 2022):\nmax gap above the line between the endpoints"}
@@ -29,8 +29,9 @@ def plot_instability(results: InstabilityResult | Mapping[str, InstabilityResult
     """Barrier against spawn step k, one panel per definition.
 
     Each curve is the mean over replicates with error bars of ± one sample standard deviation (none for
-    a single replicate); the replicates themselves are faint dots. Test is drawn solid, train dashed;
-    several results (``{label: result}``, e.g. dense and sparse) get one colour each. The step axis is
+    a single replicate); the replicates themselves are faint dots. Test is drawn solid, train dashed, in the
+    instability's colour (:func:`~landscape.plots.style.quantity_color`); several results (``{label: result}``, e.g.
+    dense and sparse) get one shade of it each. The step axis is
     symmetric-logarithmic, linear below the smallest positive k, so k = 0 is shown; ticks sit at the
     spawn steps.
 
@@ -55,10 +56,10 @@ def plot_instability(results: InstabilityResult | Mapping[str, InstabilityResult
 
     fig = new_figure(5.0 * len(definitions), 4.0)
     axes = fig.subplots(1, len(definitions), squeeze=False)[0]
+    colors = quantity_shades("instability", len(sets))
     for ax, definition in zip(axes, definitions):
-        for i, (label, r) in enumerate(sets.items()):
-            for j, split in enumerate(shown):
-                color = f"C{i if len(sets) > 1 else j}"
+        for color, (label, r) in zip(colors, sets.items()):
+            for split in shown:
                 line, marker = STYLES[split]
                 ks = np.asarray(r.steps, dtype=float)
                 values = r.barriers(split, quantity, definition) * scale

@@ -17,7 +17,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from landscape.linalg import SpectralDensity
 from landscape.plots.style import (DENSITY_BAND, LEGEND_SIZE, bounded_errors, caption, density_grid, draw_density,
                                     draw_unreliable, eigenvalue_floor, error_caption, mark_eigenvalues, new_figure,
-                                    plain_number, plain_ticks)
+                                    plain_number, plain_ticks, quantity_color)
 
 REMAINING_LABEL = "weights remaining (%)"
 
@@ -114,6 +114,9 @@ def plot_spectral_densities(densities: Mapping[str, SpectralDensity], *, sigma: 
     return fig
 
 
+GROUP_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "P"))   # line, marker
+
+
 def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mapping[str, str], *,
                               group: str = "kind", title: str | None = None, scales: Mapping[str, float] = {},
                               note: str | None = None) -> Figure:
@@ -126,7 +129,8 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
             ``note``) gets error bars (a band for dense), and points whose ``key + "_reliable"`` is ``False`` are
             drawn hollow, with a legend entry.
         measures: ``{row key: axis label}``; a panel uses a log scale when its values are positive and span
-            more than a factor of 10.
+            more than a factor of 10, and the colour of its quantity (:func:`~landscape.plots.style.quantity_color`
+            of the key); the groups differ by marker and line style.
         scales: ``{row key: factor}`` applied to a measure and its error before drawing (100: a fraction drawn in
             percentage points, as the tables give it).
         note: a caption under the figure (what the bars are).
@@ -139,6 +143,7 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
     axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).reshape(-1)
     groups = [g for g in dict.fromkeys(str(r[group]) for r in rows) if g != "dense"]
     for ax, (key, label) in zip(axes, measures.items()):
+        color = quantity_color(key)
         drawn: list[float] = []
         for i, name in [(-1, "dense"), *enumerate(groups)]:
             points = sorted(((float(r["density"]), float(r[key]), r.get(f"{key}_error"),
@@ -159,11 +164,12 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
                     (low,), (high,) = bounded_errors([y.mean()], [np.nanmax(error)])
                     ax.axhspan(float(y.mean() - low), float(y.mean() + high), color="k", alpha=0.08, lw=0)
             else:
+                line, marker = GROUP_STYLES[i % len(GROUP_STYLES)]
                 ax.errorbar(x, y, yerr=bounded_errors(y, error) if np.isfinite(error).any() else None,
-                            fmt="-", lw=1.3, capsize=2, color=f"C{i}", label=name)
-                ax.plot(x[~unreliable], y[~unreliable], "o", ms=3, color=f"C{i}")
+                            fmt=line, lw=1.3, capsize=2, color=color, label=name)
+                ax.plot(x[~unreliable], y[~unreliable], marker, ms=3.5, color=color)
                 if unreliable.any():
-                    draw_unreliable(ax, x[unreliable], y[unreliable], f"C{i}")
+                    draw_unreliable(ax, x[unreliable], y[unreliable], color, marker)
         values = np.asarray(drawn)
         if values.size and values.min() > 0 and values.max() / values.min() > 10:
             ax.set_yscale("log")
@@ -174,8 +180,9 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
     for ax in axes[len(measures):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=LEGEND_SIZE)
-    if note:
-        caption(fig, note)
+    if note or len(groups) > 1:
+        caption(fig, " ".join(filter(None, (note, "Each measure keeps its colour in every figure; marker and line "
+                                                  "style tell the groups apart." if len(groups) > 1 else None))))
     if title:
         fig.suptitle(title)
     return fig

@@ -1,6 +1,7 @@
 """Conventions every figure shares: a pyplot-free figure, error bars that respect the sign of a quantity, hollow
 markers for results that say they cannot be trusted, plain tick labels, the caption words for error bars, and
-spectral densities drawn with their smoothing width and their spread across SLQ runs.
+spectral densities drawn with their smoothing width and their spread across SLQ runs, and one colour per measured
+quantity (:func:`quantity_color`).
 
 Used by the figures of the package and by the scripts in ``analyses/``.
 """
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
@@ -22,6 +24,50 @@ from landscape.linalg import SpectralDensity
 UNRELIABLE_LABEL = "unreliable (error > ½ value)"
 LEGEND_SIZE = 9   # points: legends stay readable when a wide figure is shown at a page's width
 DENSITY_BAND = "bands ± 1 s.e. across SLQ runs"
+
+
+QUANTITY_COLORS = {   # one colour per measured quantity, the same in every figure of the package
+    "loss": "tab:blue",
+    "accuracy": "tab:green",          # and its complement, the error (in %)
+    "lambda_max": "tab:red",
+    "lambda_min": "tab:purple",
+    "trace": "tab:orange",
+    "fisher_trace": "tab:brown",
+    "saddle_index": "tab:pink",       # and the SLQ mass below 0 (the negative fraction)
+    "effective_dim": "tab:olive",
+    "barrier": "tab:cyan",
+    "instability": "teal",
+    "frobenius": "navy",
+    "occam": "darkgoldenrod",
+    "overlap": "slategray",
+}
+OTHER_QUANTITY = "0.3"   # quantities the palette does not list
+_QUANTITY_WORDS = (   # (palette key, words of a label naming it), first match wins: "Fisher trace" before "trace"
+    ("fisher_trace", ("fisher",)), ("trace", ("trace", "tr h")),
+    ("saddle_index", ("saddle", "negative", "below 0")), ("effective_dim", ("effective dim", "n_eff")),
+    ("instability", ("instability",)), ("barrier", ("barrier",)),
+    ("lambda_max", ("lambda_max", "λ_max", "largest", "sharpness")),
+    ("lambda_min", ("lambda_min", "λ_min", "smallest")), ("frobenius", ("frobenius", "‖h‖_f")),
+    ("occam", ("occam",)), ("overlap", ("overlap",)), ("accuracy", ("accuracy", "error")), ("loss", ("loss",)))
+
+
+def quantity_color(name: str) -> str:
+    """The colour of a measured quantity: ``name`` is a key of :data:`QUANTITY_COLORS` (``"trace"``) or a label
+    naming one (``"Hessian trace per surviving weight"``, ``"largest Hessian eigenvalue"``, ``"test loss"``);
+    :data:`OTHER_QUANTITY` (dark grey) for a quantity the palette does not list."""
+    if name in QUANTITY_COLORS:
+        return QUANTITY_COLORS[name]
+    lowered = name.lower()
+    return next((QUANTITY_COLORS[key] for key, words in _QUANTITY_WORDS if any(w in lowered for w in words)),
+                OTHER_QUANTITY)
+
+
+def quantity_shades(name: str, count: int) -> list[tuple[float, float, float]]:
+    """``count`` shades of :func:`quantity_color` of ``name``, dark to light (the colour itself in the middle), for
+    several curves of one quantity that must differ in colour (a dense and a sparse network's barriers)."""
+    base = np.array(to_rgb(quantity_color(name)))
+    mix = np.linspace(-0.45, 0.45, count) if count > 1 else np.zeros(1)   # < 0: towards black, > 0: towards white
+    return [tuple(np.where(m < 0, base * (1 + m), base + m * (1 - base))) for m in mix]
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from landscape.foundation.runs import Run
 from landscape.linalg import SpectralDensity
 from landscape.plots.style import (DENSITY_BAND, LEGEND_SIZE, bounded_errors, caption, density_grid, draw_density,
-                                    draw_unreliable, eigenvalue_floor, new_figure, plain_number, plain_ticks)
+                                    draw_unreliable, eigenvalue_floor, new_figure, plain_number, plain_ticks,
+                                    quantity_color)
 from landscape.plots.surface import save_figure
 
 LOG_STEPS = 100.0   # symmetric-log step axis when the last step is at least this multiple of the first positive
@@ -51,34 +52,39 @@ SKIPPED = ("step", "instrument", "tracker", "matvecs", "seconds", "samples", "di
 class Series:
     """One curve: ``field`` of the ``instrument``'s records (a number, or a list: one curve per entry),
     with ``error`` as error bars (``None``: none); records whose ``reliable`` field is ``False`` are drawn
-    hollow."""
+    hollow. Drawn in the colour of its ``quantity`` (:func:`~landscape.plots.style.quantity_color`), with line
+    style ``line`` (dashed: the train split, or a second estimate of the panel's quantity)."""
     instrument: str
     field: str
     error: str | None
     label: str
+    quantity: str
     reliable: str | None = None
     fraction: bool = False   # a fraction: bars stop at 0 and 1
+    line: str = "-"
 
 
 PANELS: dict[str, tuple[str, list[Series]]] = {   # title: (y label, series)
-    "loss": ("loss", [Series("train", "loss", None, "train"), Series("test", "loss", None, "test")]),
-    "accuracy": ("accuracy", [Series("train", "accuracy", None, "train"), Series("test", "accuracy", None, "test")]),
-    "top eigenvalues": ("eigenvalue", [Series("top_eigen", "eigenvalues", "residuals", "λ")]),
-    "bottom eigenvalues": ("eigenvalue", [Series("bottom_eigen", "eigenvalues", "residuals", "λ")]),
-    "trace": ("tr H", [Series("trace", "value", "stderr", "trace"),
-                       Series("flatness", "trace", "trace_stderr", "flatness")]),
+    "loss": ("loss", [Series("train", "loss", None, "train", "loss", line="--"),
+                      Series("test", "loss", None, "test", "loss")]),
+    "accuracy": ("accuracy", [Series("train", "accuracy", None, "train", "accuracy", line="--"),
+                              Series("test", "accuracy", None, "test", "accuracy")]),
+    "top eigenvalues": ("eigenvalue", [Series("top_eigen", "eigenvalues", "residuals", "λ", "lambda_max")]),
+    "bottom eigenvalues": ("eigenvalue", [Series("bottom_eigen", "eigenvalues", "residuals", "λ", "lambda_min")]),
+    "trace": ("tr H", [Series("trace", "value", "stderr", "trace", "trace"),
+                       Series("flatness", "trace", "trace_stderr", "flatness", "trace", line="--")]),
     "saddle index": ("fraction of eigenvalues", [
-        Series("saddle_index", "fraction", "error", "saddle index", "reliable", fraction=True),
-        Series("density", "negative_fraction", "negative_fraction_error", "SLQ mass below 0",
-               "negative_fraction_reliable", fraction=True)]),
-    "Fisher trace": ("tr F", [Series("fisher_trace", "value", "stderr", "tr F")]),
-    "sharpness": ("λ_max", [Series("flatness", "lambda_max", "lambda_max_error", "λ_max")]),
-    "Frobenius norm": ("‖H‖_F", [Series("flatness", "frobenius", "frobenius_stderr", "‖H‖_F")]),
-    "Occam term": ("−½ Σ log(λ⁺ + δ)", [Series("flatness", "occam", "occam_stderr", "Occam")]),
+        Series("saddle_index", "fraction", "error", "saddle index", "saddle_index", "reliable", fraction=True),
+        Series("density", "negative_fraction", "negative_fraction_error", "SLQ mass below 0", "saddle_index",
+               "negative_fraction_reliable", fraction=True, line="--")]),
+    "Fisher trace": ("tr F", [Series("fisher_trace", "value", "stderr", "tr F", "fisher_trace")]),
+    "sharpness": ("λ_max", [Series("flatness", "lambda_max", "lambda_max_error", "λ_max", "lambda_max")]),
+    "Frobenius norm": ("‖H‖_F", [Series("flatness", "frobenius", "frobenius_stderr", "‖H‖_F", "frobenius")]),
+    "Occam term": ("−½ Σ log(λ⁺ + δ)", [Series("flatness", "occam", "occam_stderr", "Occam", "occam")]),
     "effective dimensionality": ("Σ λ⁺/(λ⁺ + z)", [Series("flatness", "effective_dim", "effective_dim_stderr",
-                                                         "N_eff")]),
+                                                         "N_eff", "effective_dim")]),
     "gradient in top-k eigenspace": ("‖V_kᵀ g‖² / ‖g‖²", [Series("subspace_overlap", "fraction", "error",
-                                                                  "overlap", fraction=True)]),
+                                                                  "overlap", "overlap", fraction=True)]),
 }
 
 
@@ -106,8 +112,8 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
             groups = _by_tracker(by_instrument[s.instrument])
             curves += [(s, recs, "os^vD"[j % 5], f" [{tracker or 'unnamed'}]" if len(groups) > 1 else "")
                        for j, (tracker, recs) in enumerate(groups)]
-        for i, (s, recs, marker, tag) in enumerate(curves):
-            _draw(ax, recs, s, f"C{i}", several=len(curves) > 1, marker=marker, tag=tag)
+        for s, recs, marker, tag in curves:
+            _draw(ax, recs, s, quantity_color(s.quantity), several=len(curves) > 1, marker=marker, tag=tag)
         ax.set_title(name, fontsize="medium")
         ax.set_ylabel(ylabel)
         _step_axis(ax, steps)
@@ -162,7 +168,7 @@ def _generic(by_instrument: Mapping[str, list]) -> list[tuple[str, str, list[Ser
         for f in fields:
             error = next((e for e in (f"{f}_stderr", f"{f}_error", "stderr" if f in ("value", "fraction") else "")
                           if e and e in recs[0]), None)
-            panels.append((f"{instrument}: {f}", f, [Series(instrument, f, error, f)]))
+            panels.append((f"{instrument}: {f}", f, [Series(instrument, f, error, f, f"{instrument} {f}")]))
     return panels
 
 
@@ -184,7 +190,8 @@ def _draw(ax, recs: list[Mapping[str, Any]], s: Series, color: str, several: boo
     y = np.array(values, dtype=float)
     e = _finite(np.array([err if isinstance(err, (int, float)) else 0.0 for err in errors], dtype=float))
     unreliable = np.array([s.reliable is not None and r.get(s.reliable) is False for r in recs])
-    ax.errorbar(steps, y, yerr=bounded_errors(y, e, 1.0 if s.fraction else None) if s.error else None, fmt="-", lw=1.2, capsize=2, color=color,
+    ax.errorbar(steps, y, yerr=bounded_errors(y, e, 1.0 if s.fraction else None) if s.error else None, fmt=s.line,
+                lw=1.2, capsize=2, color=color,
                 label=f"{s.label}{tag}" if several else None)
     ax.plot(steps[~unreliable], y[~unreliable], marker, ms=3, ls="none", color=color)
     if unreliable.any():
