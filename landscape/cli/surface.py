@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     coords, value = surface.minimum
     print(f"minimum loss {value:.4g} at {', '.join(f'{c:.3g}' for c in coords)}")
     with locked_directory(args.out or run_directory(args.checkpoint) / "figures") as out:
-        written = save_surface(surface, out, f"surface-{surface.kind}-{surface.ndim}d", three_d=args.three_d)
+        written = save_surface(surface, out, f"surface-{surface.kind}-{surface.ndim}d", three_d=args.three_d,
+                               data="the training split")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

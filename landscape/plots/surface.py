@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator
 
 from landscape.connectivity.interpolation import Barrier, InterpolationResult
 from landscape.connectivity.surface import LossSurface
-from landscape.plots.style import LEGEND_SIZE, caption, new_figure, plain_ticks
+from landscape.plots.style import LEGEND_SIZE, caption, new_figure, plain_number, plain_ticks, quantity_color
 
 LOG_RATIO = 10.0  # log-scaled loss levels when the finite loss spans at least this factor
 ALPHA_LABEL = "interpolation coefficient α (0 = A, 1 = B)"
+PLAIN = FuncFormatter(lambda value, _: plain_number(value))   # colorbar ticks: 0.014, 2000
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:
@@ -109,36 +110,46 @@ def _mark_barriers(ax, r: InterpolationResult, quantity: str, scale: float, colo
     return frankle, entezari
 
 
-def plot_slice(surface: LossSurface, *, loss_label: str = "loss", title: str | None = None) -> Figure:
-    """A 1-D slice: loss (left) and error in % (right, for classification) against α."""
+def _exact_caption(surface: LossSurface, loss_label: str, data: str) -> str:
+    """The caption of a slice: each point is computed on every sample, so no bars."""
+    what = f"the mean {loss_label}" + (" and the error" if surface.error is not None and surface.ndim == 1 else "")
+    return f"Each point: {what} of the perturbed network on every sample of {data} (exact, no sampling, so no bars)."
+
+
+def plot_slice(surface: LossSurface, *, loss_label: str = "loss", title: str | None = None,
+               data: str = "the data") -> Figure:
+    """A 1-D slice: loss (left) and error in % (right, for classification) against α; the caption names ``data``,
+    the samples every point was evaluated on."""
     if surface.ndim != 1:
         raise ValueError("plot_slice draws 1-D slices; use plot_surface_contour for 2-D ones")
-    panels = [(surface.loss, loss_label)]
+    panels = [(surface.loss, loss_label, quantity_color("loss"))]
     if surface.error is not None:
-        panels.append((100.0 * surface.error, "error (%)"))
+        panels.append((100.0 * surface.error, "error (%)", quantity_color("error")))
     fig = new_figure(5.0 * len(panels), 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (values, ylabel) in zip(axes, panels):
-        ax.plot(surface.alphas, values, "-", color="C0", lw=1.5)
+    for ax, (values, ylabel, color) in zip(axes, panels):
+        ax.plot(surface.alphas, values, "-o", ms=3, color=color, lw=1.5)
         if surface.alphas.min() <= 0.0 <= surface.alphas.max():
             ax.axvline(0.0, color="0.5", lw=0.8, ls="--", label="model")
-            ax.legend(fontsize="small")
+            ax.legend(fontsize=LEGEND_SIZE)
         if ylabel == loss_label and _use_log(values, None):
             ax.set_yscale("log")
         ax.set_xlabel(surface.labels[0])
         ax.set_ylabel(ylabel)
         plain_ticks(ax)
         ax.grid(alpha=0.3)
+    caption(fig, _exact_caption(surface, loss_label, data))
     if title:
         fig.suptitle(title)
     return fig
 
 
 def plot_surface_contour(surface: LossSurface, *, levels: int = 30, log: bool | None = None,
-                         loss_label: str = "loss", title: str | None = None) -> Figure:
+                         loss_label: str = "loss", title: str | None = None, data: str = "the data") -> Figure:
     """Filled contours of a 2-D slice's loss with a colorbar, the minimum (★) and the model (+) marked,
     and the trajectory overlaid when the slice has one (PCA). Levels are log-spaced when the loss spans
-    a decade or more (``log=None``), or as ``log`` says."""
+    a decade or more (``log=None``), or as ``log`` says. The caption names ``data``, the samples every point
+    was evaluated on."""
     if surface.ndim != 2:
         raise ValueError("plot_surface_contour draws 2-D slices; use plot_slice for 1-D ones")
     z = np.ma.masked_invalid(surface.loss.T)  # rows follow betas (y), columns alphas (x)
@@ -156,11 +167,12 @@ def plot_surface_contour(surface: LossSurface, *, levels: int = 30, log: bool | 
                linewidths=0.4, alpha=0.5)
     if use_log:  # 1-2-5 ticks over at most three decades, decades beyond
         subs = (1.0, 2.0, 5.0) if np.log10(hi / lo) <= 3 else (1.0,)
-        bar = fig.colorbar(filled, ax=ax, ticks=LogLocator(subs=subs), format=FormatStrFormatter("%.3g"))
+        bar = fig.colorbar(filled, ax=ax, ticks=LogLocator(subs=subs), format=PLAIN)
         bar.set_label(f"{loss_label} (log scale)")
     else:
         bar = fig.colorbar(filled, ax=ax, ticks=MaxNLocator(8))
         bar.set_label(loss_label)
+        plain_ticks(bar.ax, "y")
     (ma, mb), mloss = surface.minimum
     ax.plot(ma, mb, "*", ms=14, color="tab:red", mec="w", label=f"minimum ({mloss:.3g})")
     if _contains(surface.alphas, 0.0) and _contains(surface.betas, 0.0):
@@ -168,34 +180,53 @@ def plot_surface_contour(surface: LossSurface, *, levels: int = 30, log: bool | 
     if surface.trajectory is not None:
         t = surface.trajectory
         ax.plot(t[:, 0], t[:, 1], "-o", color="w", mec="k", ms=4, lw=1.2, label="trajectory")
-        ax.plot(t[0, 0], t[0, 1], "s", color="tab:orange", mec="k", ms=7, label="start")
+        ax.plot(t[0, 0], t[0, 1], "s", color="k", mec="w", ms=7, label="start")   # no palette colour
     ax.set_xlabel(surface.labels[0])
     ax.set_ylabel(surface.labels[1])
     ax.locator_params(nbins=6)
-    ax.legend(fontsize="small", loc="upper right", framealpha=0.8)
+    plain_ticks(ax)
+    ax.legend(fontsize=LEGEND_SIZE, loc="upper right", framealpha=0.8)
+    caption(fig, _exact_caption(surface, loss_label, data))
     if title:
         ax.set_title(title)
     return fig
 
 
 def plot_surface_3d(surface: LossSurface, *, log: bool | None = None, loss_label: str = "loss",
-                    title: str | None = None) -> Figure:
-    """A 2-D slice drawn as a 3-D surface; the height is log10 of the loss when it spans a decade or more."""
+                    title: str | None = None, data: str = "the data") -> Figure:
+    """A 2-D slice drawn as a 3-D surface, coloured by height over the whole range of the loss (the colorbar's);
+    on a log scale (heights log10 of the loss, ticks labelled with the loss itself, as in the contour figure)
+    when the loss spans a decade or more. The caption names ``data``, the samples every point was evaluated on."""
     if surface.ndim != 2:
         raise ValueError("plot_surface_3d draws 2-D slices")
     use_log = _use_log(surface.loss, log)
-    z = np.log10(surface.loss) if use_log else surface.loss
+    z = np.ma.masked_invalid(np.log10(surface.loss) if use_log else surface.loss)
     a, b = np.meshgrid(surface.alphas, surface.betas, indexing="ij")
-    fig = new_figure(6.0, 4.8)
+    fig = new_figure(6.0, 5.0)
     ax = fig.add_subplot(projection="3d")
-    shown = ax.plot_surface(a, b, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True)
-    bar = fig.colorbar(shown, ax=ax, shrink=0.6, pad=0.1)
-    zlabel = f"log10 {loss_label}" if use_log else loss_label
+    shown = ax.plot_surface(a, b, z, cmap="viridis", vmin=float(z.min()), vmax=float(z.max()), linewidth=0,
+                            antialiased=True)
+    bar = fig.colorbar(shown, ax=ax, shrink=0.6, pad=0.12)
+    if use_log:   # ticks at 1-2-5 times powers of ten of the loss, at their log10 heights
+        lo, hi = 10 ** float(z.min()), 10 ** float(z.max())
+        ticks = [t for t in LogLocator(subs=(1.0, 2.0, 5.0) if hi / lo <= 1e3 else (1.0,)).tick_values(lo, hi)
+                 if lo <= t <= hi]
+        for axis in (ax.zaxis, bar.ax.yaxis):
+            axis.set_major_locator(FixedLocator(np.log10(ticks)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(10 ** v)))
+    else:
+        for axis in (ax.zaxis, bar.ax.yaxis):
+            axis.set_major_formatter(PLAIN)
+    zlabel = f"{loss_label} (log scale)" if use_log else loss_label
     bar.set_label(zlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    plain_ticks(ax)
     ax.set_xlabel(surface.labels[0], fontsize="small")
     ax.set_ylabel(surface.labels[1], fontsize="small")
     ax.tick_params(labelsize="small")
     ax.set_zlabel(zlabel)
+    caption(fig, _exact_caption(surface, loss_label, data))
     if title:
         ax.set_title(title)
     return fig
@@ -217,18 +248,19 @@ def save_interpolation(results: InterpolationResult | Mapping[str, Interpolation
 
 
 def save_surface(surface: LossSurface, directory: str | os.PathLike, name: str = "surface", *,
-                 three_d: bool = False, loss_label: str = "loss") -> list[Path]:
+                 three_d: bool = False, loss_label: str = "loss", data: str = "the data") -> list[Path]:
     """Write ``<name>.npz`` and ``<name>.png`` (a curve for 1-D, contours for 2-D; plus
-    ``<name>-3d.png`` if ``three_d``) into ``directory``."""
+    ``<name>-3d.png`` if ``three_d``) into ``directory``; the captions name ``data`` (``"the training split"``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     surface.save(directory / f"{name}.npz")
     written = [directory / f"{name}.npz"]
-    main = plot_slice(surface, loss_label=loss_label) if surface.ndim == 1 else \
-        plot_surface_contour(surface, loss_label=loss_label)
+    main = plot_slice(surface, loss_label=loss_label, data=data) if surface.ndim == 1 else \
+        plot_surface_contour(surface, loss_label=loss_label, data=data)
     written.append(save_figure(main, directory / f"{name}.png"))
     if three_d and surface.ndim == 2:
-        written.append(save_figure(plot_surface_3d(surface, loss_label=loss_label), directory / f"{name}-3d.png"))
+        written.append(save_figure(plot_surface_3d(surface, loss_label=loss_label, data=data),
+                                   directory / f"{name}-3d.png"))
     return written
 
 

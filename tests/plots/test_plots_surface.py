@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 from matplotlib.image import imread
 
 from landscape.connectivity.interpolation import InterpolationResult
 from landscape.connectivity.surface import LossSurface
 from landscape.plots import (plot_interpolation, plot_slice, plot_surface_3d, plot_surface_contour, save_figure,
                              save_interpolation, save_surface)
+from landscape.plots.style import quantity_color
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -73,3 +75,31 @@ def test_linear_levels_when_loss_spans_less_than_a_decade_and_1d_slice(tmp_path)
     assert len(plot_slice(line).axes) == 2
     with pytest.raises(ValueError):
         plot_surface_3d(line)
+
+
+def test_slices_say_they_are_exact_and_draw_plain_loss_ticks_in_the_palette(tmp_path):
+    s = bowl(trajectory=False)
+    line = LossSurface(s.alphas, None, s.loss[:, 5], s.accuracy[:, 5], s.labels[:1], "filter", "keep")
+    for fig in (plot_slice(line, data="the training split"), plot_surface_contour(s, data="the training split"),
+                plot_surface_3d(s, data="the training split")):
+        text = fig.get_supxlabel().replace("\n", " ")
+        assert "every sample of the training split" in text and "no bars" in text
+    loss_ax, error_ax = plot_slice(line).axes
+    assert to_rgba(loss_ax.lines[0].get_color()) == to_rgba(quantity_color("loss"))
+    assert to_rgba(error_ax.lines[0].get_color()) == to_rgba(quantity_color("error"))
+    fig = plot_surface_contour(s)   # log levels: 0.05, 0.1, ... not 5e-02 or 1e+01
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels() if t.get_text()]
+    assert "0.05" in labels and "10" in labels and not any("e" in t or "10^" in t for t in labels)
+
+
+def test_3d_surface_colours_span_the_whole_loss_and_label_the_log_scale_with_the_loss():
+    s = bowl(trajectory=False)
+    fig = plot_surface_3d(s)
+    ax = fig.axes[0]
+    mappable = ax.collections[0]
+    assert np.isclose(mappable.norm.vmin, np.log10(s.loss.min())) and np.isclose(mappable.norm.vmax,
+                                                                                 np.log10(s.loss.max()))
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.zaxis.get_ticklabels() if t.get_text()]
+    assert "1" in ticks and "10" in ticks and "log scale" in ax.get_zlabel()
