@@ -6,6 +6,7 @@ drawn on a log axis running from dense (left) to sparse (right), as in Frankle &
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -175,7 +176,7 @@ def plot_curvature_vs_density(rows: Sequence[Mapping[str, Any]], measures: Mappi
             ax.set_yscale("log")
         _remaining_axis(ax)
         plain_ticks(ax, "y")
-        ax.set_ylabel(label)
+        ax.set_ylabel(textwrap.fill(label, 28))   # a long label on two lines, not cut by the figure's edge
         ax.grid(alpha=0.3, which="both")
     for ax in axes[len(measures):]:
         ax.set_visible(False)

@@ -127,7 +127,7 @@ def plot_tracking(records: Sequence[Mapping[str, Any]], *, title: str | None = N
     notes = dict.fromkeys(NOTES[name] for name, _, _ in panels if name in NOTES)
     if densities:
         notes[f"spectral densities: {DENSITY_BAND}, dotted: one eigenvalue's height"] = None
-    caption(fig, "One run" + (". Bars: " + "; ".join(notes) if notes else "") + ".")
+    caption(fig, ("One run" + (". Bars: " + "; ".join(notes) if notes else "")).rstrip(".") + ".")
     if title:
         fig.suptitle(title)
     return fig
