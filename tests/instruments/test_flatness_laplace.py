@@ -1,4 +1,5 @@
-"""Our Laplace/Occam term against laplace-torch's log marginal likelihood (optional: ``pip install -e .[laplace]``).
+"""Our Laplace/Occam term against laplace-torch's log marginal likelihood (optional:
+``pip install --no-deps -r tests/requirements-laplace.txt``).
 
 laplace-torch's ``FullLaplace.log_marginal_likelihood()`` (Immer et al. 2021; ``laplace/baselaplace.py``) is
 
