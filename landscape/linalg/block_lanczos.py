@@ -24,7 +24,6 @@ rows of ``G``, and (in :func:`landscape.linalg.eigs`) the residual norms its con
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import Tensor
 
@@ -94,6 +93,7 @@ class BlockKrylov:
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
         """Ritz values (ascending) and the eigenvectors ``S`` of ``G`` (``m x m``)."""
+        import scipy.linalg   # here, not at the top: it adds most of a second to ``import landscape``
         return scipy.linalg.eigh(self.G)
 
     def pairs(self, S: np.ndarray, theta: np.ndarray) -> tuple[Tensor, Tensor]:

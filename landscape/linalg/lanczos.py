@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import Tensor
 
@@ -125,6 +124,7 @@ class ThickRestartLanczos:
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ritz values (ascending), the eigenvectors ``S`` of ``H_j`` (j, j), and residual norms ``|beta S[j-1]|``."""
+        import scipy.linalg   # here, not at the top: it adds most of a second to ``import landscape``
         theta, S = scipy.linalg.eigh(self.H[: self.j, : self.j])
         return theta, S, abs(self.beta) * np.abs(S[-1])
 
@@ -165,6 +165,7 @@ class Tridiagonals:
         m = int(self.lengths[i])
         if m == 1:
             return self.alpha[i, :1].copy(), np.ones((1, 1))
+        import scipy.linalg
         return scipy.linalg.eigh_tridiagonal(self.alpha[i, :m], self.beta[i, : m - 1])
 
 

@@ -20,17 +20,23 @@ which term dominates and what would shrink it.
 from __future__ import annotations
 
 import math
-
-from scipy.stats import t as student_t
+from functools import lru_cache
 
 COVERAGE = 0.95
 RELIABLE_RELATIVE = 0.5
 
 
+@lru_cache(maxsize=256)
 def sampling_quantile(samples: int) -> float:
     """``t_{(1 + COVERAGE)/2, samples - 1}``: the multiple of the standard error that covers :data:`COVERAGE`
-    of the sampling error of a mean of ``samples`` draws (``inf`` for fewer than 2)."""
-    return float(student_t.ppf((1 + COVERAGE) / 2, samples - 1)) if samples >= 2 else math.inf
+    of the sampling error of a mean of ``samples`` draws (``inf`` for fewer than 2).
+
+    ``scipy.stats`` is imported here, not at the top: it takes about a second to import, which ``import
+    landscape`` should not pay."""
+    if samples < 2:
+        return math.inf
+    from scipy.stats import t as student_t
+    return float(student_t.ppf((1 + COVERAGE) / 2, samples - 1))
 
 
 def total_error(stderr: float, samples: int, quadrature_error: float | None = None,

@@ -23,12 +23,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 
 from landscape.data.batches import as_batches, to_device
@@ -43,6 +42,9 @@ from landscape.operators.parallel import reduce_pass, reduce_product
 from landscape.operators.reduction import (Reduction, ReductionError, check_declared, loss_reduction,
                                            mean_normaliser, own_reduction)
 from landscape.operators.vectors import check_device, checked_block, nonfinite_input
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
 
 DEFAULT_CACHE_BYTES = 2 ** 30
 
@@ -219,6 +221,8 @@ class CurvatureOperator(abc.ABC):
 
     def to_scipy(self) -> LinearOperator:
         """A ``scipy.sparse.linalg.LinearOperator`` taking and returning float64 NumPy arrays."""
+        from scipy.sparse.linalg import LinearOperator   # half a second to import: not at ``import landscape``
+
         def apply(x: np.ndarray) -> np.ndarray:
             t = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
             return (self @ t).to(device="cpu", dtype=torch.float64).numpy()
