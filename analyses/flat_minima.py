@@ -58,12 +58,13 @@ from torch import nn
 from landscape.data import Dataset, load_dataset
 from landscape.foundation.runs import Run, atomic_write_bytes, atomic_write_json, cached_json
 from landscape.instruments import flatness
+from landscape.linalg.uncertainty import sampling_quantile
 from landscape.operators import Hessian
 from landscape.plots import save_figure
 from landscape.plots.style import bounded_errors, error_caption, plain_ticks
 from landscape.training import Hparams, load_model, train
 from landscape.training.evaluation import evaluate
-from reproduction import Progress, invocation, mean_sd
+from reproduction import Progress, invocation, mean_sd, paired_difference
 
 NAME = "flat_minima"
 
@@ -229,20 +230,20 @@ def rescaling(setting: Setting, dataset: Dataset, base: nn.Module, out: Path) ->
 
 
 def paired(values_a: np.ndarray, values_b: np.ndarray, log: bool) -> dict[str, float]:
-    """Paired comparison of arm b against arm a over seeds: the mean difference (or, with ``log``, the geometric
-    mean ratio b/a), its s.d. over seeds, a 95% t interval and the two-sided paired t-test's p-value."""
-    d = np.log(values_b) - np.log(values_a) if log else values_b - values_a
-    n = d.size
-    sd = float(d.std(ddof=1)) if n > 1 else math.nan
-    half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else math.nan
-    p = float(stats.ttest_rel(values_b if not log else np.log(values_b), values_a if not log else np.log(values_a))
-              .pvalue) if n > 1 and sd > 0 else math.nan
-    mean = float(d.mean())
+    """Paired comparison of arm b against arm a over seeds (:func:`reproduction.paired_difference` of b − a, or
+    of the logs with ``log``, then read as the geometric mean ratio b/a): the mean, its s.d. over seeds, a 95% t
+    interval, the two-sided paired t-test's p-value and how many seeds have b larger."""
+    a, b = (np.log(values_a), np.log(values_b)) if log else (np.asarray(values_a), np.asarray(values_b))
+    d = paired_difference(b, a)
+    n, mean = d["n"], d["mean"]
+    sd = d["se"] * math.sqrt(n) if n > 1 else math.nan
+    half = sampling_quantile(n) * d["se"] if n > 1 else math.nan
+    larger = int((b - a > 0).sum())
     if log:
         return {"ratio": math.exp(mean), "low": math.exp(mean - half), "high": math.exp(mean + half),
-                "sd_log": sd, "p": p, "n": n, "b_larger": int((d > 0).sum())}
-    return {"difference": mean, "low": mean - half, "high": mean + half, "sd": sd, "p": p, "n": n,
-            "b_larger": int((d > 0).sum())}
+                "sd_log": sd, "p": d["p"], "n": n, "b_larger": larger}
+    return {"difference": mean, "low": mean - half, "high": mean + half, "sd": sd, "p": d["p"], "n": n,
+            "b_larger": larger}
 
 
 def comparisons(results: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -389,8 +390,8 @@ def report(setting: Setting, dataset: Dataset, results: list[dict[str, dict[str,
         f"{setting.prior_precision ** -0.5:.2g} per weight). " + quadrature_note(quadrature) + " "
         + instrument_against_seeds(results), "",
         "![measures](flat_minima_measures.png)", "",
-        f"| arm | epochs | steps | train loss | train acc | test acc | test − train loss | λ_max | tr H | Occam term "
-        f"| N_eff | ‖θ‖ |", "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | epochs | steps | train loss | train acc | test acc | test − train loss | λ_max | tr H | Occam term "
+        "| N_eff | ‖θ‖ |", "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in ARMS:
         col = lambda key: [r[arm][key] for r in results]   # noqa: E731

@@ -1,7 +1,6 @@
 """What long work prints: bounded lines when the stream is not a terminal, bars that end with the final values."""
 import io
 
-import pytest
 
 from landscape.foundation.progress import LOG_LINES, Progress, phase
 from landscape.training import Hparams, train

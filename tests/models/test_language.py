@@ -6,7 +6,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from landscape.data import load_dataset
-from landscape.models.language import CausalLM, lm_batch, next_token_loss
+from landscape.models.language import lm_batch, next_token_loss
 from landscape.models.registry import build_model
 from landscape.operators import Hessian
 
