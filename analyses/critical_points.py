@@ -13,11 +13,18 @@ same purpose) and converges quadratically near a non-degenerate one; a step is k
 ``‖g‖``, else ``μ`` grows. A search succeeds only when ``‖g‖ ≤ gradient_tol``; otherwise the point is reported
 as not critical (a local minimum of ``‖g‖²`` with ``g ≠ 0``, a "gradient-flat" point in the words of Frye et
 al. 2019, or too slow to converge within the budget) and must be excluded, not counted.
+
+:func:`seek_with_escapes` wraps it: Levenberg-Marquardt in chunks, and whenever a chunk stalls (``‖g‖`` falls
+by less than a factor ``stall``, or no step lowers it), a few saddle-free Newton steps on ``L`` itself (Dauphin
+et al. 2014: ``d = −V diag(1 / max(|λ|, δ·max|λ|)) Vᵀ g`` with an Armijo line search on ``L``) move the point
+downhill away from the stall before the root search resumes. :func:`near_null_share` says whether an
+uncertified end point is gradient-flat: the share of ``‖g‖²`` in eigen-directions of ``H`` with ``|λ| ≤ rel ·
+max|λ|`` (1 means ``g`` lies in the near-null space of ``H``, so ``∇½‖g‖² = H g ≈ 0`` although ``g ≠ 0``).
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -27,10 +34,14 @@ from torch.func import functional_call, grad, hessian
 
 class FlatLoss:
     """The mean loss of ``model`` over ``data = (inputs, targets)`` as a function of one flat float64 parameter
-    vector, and the model's outputs at such a vector (on a float64 copy: the model itself is untouched)."""
+    vector, plus ``weight_decay / 2 · ‖θ‖²`` (default 0), and the model's outputs at such a vector (on a float64
+    copy: the model itself is untouched)."""
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                 data: tuple[Tensor, Tensor]) -> None:
+                 data: tuple[Tensor, Tensor], weight_decay: float = 0.0) -> None:
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.weight_decay = weight_decay
         self.model = copy.deepcopy(model).double()
         self.loss_fn = loss_fn
         self.inputs, self.targets = data[0].double(), data[1]
@@ -53,9 +64,14 @@ class FlatLoss:
             start += shape.numel()
         return functional_call(self.model, {**params, **self.buffers}, (self.inputs,))
 
-    def loss(self, theta: Tensor) -> Tensor:
-        """``L(θ)``, the loss over all of ``data``."""
+    def data_loss(self, theta: Tensor) -> Tensor:
+        """The loss over all of ``data``, without the weight decay."""
         return self.loss_fn(self.outputs(theta), self.targets)
+
+    def loss(self, theta: Tensor) -> Tensor:
+        """``L(θ)``: the loss over all of ``data`` plus ``weight_decay / 2 · ‖θ‖²``."""
+        loss = self.data_loss(theta)
+        return loss + self.weight_decay / 2 * theta.pow(2).sum() if self.weight_decay else loss
 
     def gradient(self, theta: Tensor) -> Tensor:
         """``∇L(θ)``, exact."""
@@ -122,6 +138,57 @@ def seek_critical_point(flat: FlatLoss, theta: Tensor, *, gradient_tol: float = 
     eigenvalues = torch.linalg.eigvalsh(flat.hessian(theta))
     return CriticalPoint(theta=theta, loss=float(flat.loss(theta)), gradient_norm=norm, eigenvalues=eigenvalues,
                          iterations=iterations, critical=norm <= gradient_tol)
+
+
+def saddle_free_newton(flat: FlatLoss, theta: Tensor, steps: int, *, delta: float = 1e-3) -> Tensor:
+    """``steps`` saddle-free Newton steps on ``L`` from ``theta``: ``d = −V diag(1 / max(|λ|, δ·max|λ|)) Vᵀ g``
+    (a descent direction whatever the signs of the eigenvalues), step length halved from 1 until the Armijo
+    condition ``L(θ + αd) ≤ L(θ) + 1e-4·α·gᵀd`` holds (no move if it fails down to ``α = 1e-8``)."""
+    theta = theta.detach().double().clone()
+    for _ in range(steps):
+        g = flat.gradient(theta)
+        eigenvalues, vectors = torch.linalg.eigh(flat.hessian(theta))
+        floor = delta * float(eigenvalues.abs().max())
+        d = -vectors @ ((vectors.T @ g) / eigenvalues.abs().clamp(min=floor))
+        loss, slope, alpha = float(flat.loss(theta)), float(g @ d), 1.0
+        while alpha >= 1e-8 and float(flat.loss(theta + alpha * d)) > loss + 1e-4 * alpha * slope:
+            alpha /= 2
+        if alpha < 1e-8:
+            break
+        theta = theta + alpha * d
+    return theta
+
+
+def seek_with_escapes(flat: FlatLoss, theta: Tensor, *, gradient_tol: float = 1e-6, budget: int = 150,
+                      chunk: int = 25, stall: float = 0.3, escape: int = 5) -> tuple[CriticalPoint, int]:
+    """Levenberg-Marquardt (:func:`seek_critical_point`) in chunks of ``chunk`` Hessians; after a chunk that
+    ends uncertified with ``‖g‖`` above ``stall`` times its value at the chunk's start (or that gave up early),
+    ``escape`` saddle-free Newton steps on ``L`` (:func:`saddle_free_newton`), until ``‖∇L‖ ≤ gradient_tol`` or
+    ``budget`` Hessians in all. Returns the end point (certified only by ``gradient_tol``) and the number of
+    escapes taken."""
+    theta, used, escapes = theta.detach().double().clone(), 0, 0
+    while True:
+        before = float(flat.gradient(theta).norm())
+        found = seek_critical_point(flat, theta, gradient_tol=gradient_tol, max_iter=min(chunk, budget - used))
+        used += found.iterations
+        if found.critical or used + escape >= budget:
+            break
+        theta = found.theta
+        if found.gradient_norm > stall * before or found.iterations < chunk:
+            theta = saddle_free_newton(flat, theta, escape)
+            used += escape
+            escapes += 1
+    return replace(found, iterations=used), escapes
+
+
+def near_null_share(flat: FlatLoss, theta: Tensor, rel: float = 1e-4) -> float:
+    """Share of ``‖∇L(θ)‖²`` in the eigen-directions of ``∇²L(θ)`` with ``|λ| ≤ rel · max|λ|`` (0 to 1; 1 at a
+    gradient-flat point, where the gradient lies in the Hessian's near-null space)."""
+    g = flat.gradient(theta)
+    eigenvalues, vectors = torch.linalg.eigh(flat.hessian(theta))
+    coefficients = (vectors.T @ g).pow(2)
+    null = eigenvalues.abs() <= rel * eigenvalues.abs().max()
+    return float(coefficients[null].sum() / coefficients.sum())
 
 
 def distinct(signatures: list[Tensor], tol: float) -> list[int]:

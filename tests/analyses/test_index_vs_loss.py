@@ -11,9 +11,17 @@ def test_quick_run_writes_figure_report_and_numbers(run_script, tmp_path):
     numbers = json.loads((figures / "index_vs_loss.json").read_text())
     setting, searches, unique = numbers["setting"], numbers["searches"], numbers["distinct"]
     assert {p["family"] for p in searches} == {"random", "training", "minimum"}
-    assert len(searches) == len(setting["seeds"]) * (len(setting["scales"]) + len(setting["starts"]) + 1)
+    assert len(searches) == len(setting["weight_decays"]) * len(setting["seeds"]) * (
+        len(setting["scales"]) + len(setting["starts"]) + 1)
+    assert {p["weight_decay"] for p in searches} == set(setting["weight_decays"])
     for p in searches:   # "critical" means exactly: the gradient norm met the stated bar
         assert p["critical"] == (p["gradient_norm"] <= setting["gradient_tol"])
+        assert 0.0 <= p["near_null_share"] <= 1.0 and not (p["critical"] and p["gradient_flat"])
+        assert p["iterations"] <= setting["budget"]
+        if p["weight_decay"] == 0:   # the cross-entropy read off the stored log-probabilities is the loss
+            assert abs(p["data_loss"] - p["loss"]) < 1e-9
+        else:
+            assert p["data_loss"] < p["loss"]
         assert all(0.0 <= f <= 1.0 for f in p["index"].values())
         assert p["index"]["0.01"] <= p["index"]["0.001"] <= p["index"]["0.0001"]
         assert p["lambda_min"] <= p["lambda_max"]
@@ -32,7 +40,7 @@ def test_quick_run_resumes_from_stored_points(run_script, tmp_path):
     out, figures = tmp_path / "runs", tmp_path / "figures"
     run_script("index_vs_loss", "--quick", "--out", str(out), "--figures", str(figures))
     first = json.loads((figures / "index_vs_loss.json").read_text())["searches"]
-    stored = sorted((out / "points").iterdir())
+    stored = sorted((out / "searches").iterdir())
     stamps = [p.stat().st_mtime_ns for p in stored]
     run_script("index_vs_loss", "--quick", "--out", str(out), "--figures", str(figures))
     assert [p.stat().st_mtime_ns for p in stored] == stamps
