@@ -264,6 +264,9 @@ def plot_index_vs_loss(objectives: dict[float, dict[str, Any]], setting: Setting
         right.axhline(setting.gradient_tol, color="k", ls="--", lw=0.8,
                       label=f"criticality bar {setting.gradient_tol:g}")
         right.set_yscale("log")
+        ends = [p["loss"] for p in points]
+        if max(ends) > 3 * min(ends):   # a few searches ending far uphill: a log axis keeps the rest readable
+            right.set_xscale("log")
         right.set_xlabel(f"loss at the end of the search ({objective(weight_decay)}, nats)")
         right.set_ylabel("gradient norm ‖∇L‖ at the end of the search")
         right.set_title(f"{objective(weight_decay)}: every search ({len(points)}); above the bar: excluded",
