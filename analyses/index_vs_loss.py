@@ -85,7 +85,8 @@ class Setting:
 
 FULL = Setting(samples=300, inputs=10, width=4, seeds=tuple(range(12)), scales=(0.5, 1.0, 2.0),
                weight_decays=(0.0, 1e-3), steps=3000,
-               lr=0.05, starts=(30, 100, 300, 1000, 3000), lbfgs_iter=2000, budget=150, chunk=25, escape=5, gradient_tol=1e-6,
+               lr=0.05, starts=(30, 100, 300, 1000, 3000), lbfgs_iter=2000, budget=150, chunk=25, escape=5,
+               gradient_tol=1e-6,
                dedup_tol=1e-4, bootstrap=2000)
 QUICK = Setting(samples=60, inputs=4, width=2, seeds=(0, 1), scales=(1.0,),
                 weight_decays=(0.0, 1e-3), steps=50, lr=0.05, starts=(50,),
@@ -190,7 +191,8 @@ def measure_seed(setting: Setting, data: tuple[Tensor, Tensor], seed: int, out: 
         model = copy.deepcopy(flat.model)
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(along(last), model.parameters())
-        return FlatLoss(minimize(model, flat.loss_fn, data, max_iter=setting.lbfgs_iter).model, flat.loss_fn, data).theta()
+        trained = minimize(model, flat.loss_fn, data, max_iter=setting.lbfgs_iter).model
+        return FlatLoss(trained, flat.loss_fn, data).theta()
 
     point("minimum", f"step{last}", flat, lbfgs_minimum)
     return results
@@ -312,11 +314,13 @@ def report(setting: Setting, objectives: dict[float, dict[str, Any]], seconds: f
         f"initialisations (default, weights ×{', ×'.join(f'{s:g}' for s in setting.scales)}); points of "
         f"full-batch gradient descent on the objective (lr {setting.lr}, momentum 0.9) at steps "
         f"{list(setting.starts)}; and the "
-        f"step-{max(setting.starts)} point minimised by L-BFGS on the cross-entropy. Search: Levenberg-Marquardt on ∇L = 0 with the "
+        f"step-{max(setting.starts)} point minimised by L-BFGS on the cross-entropy. Search: Levenberg-Marquardt "
+        f"on ∇L = 0 with the "
         f"exact dense Hessian in chunks of {setting.chunk} Hessians, with {setting.escape} saddle-free Newton steps "
         f"on L after a chunk that stalls (at most {setting.budget} Hessians in all); critical means ‖∇L‖ ≤ "
         f"{setting.gradient_tol:g}, anything else is excluded (gradient-flat when at least {FLAT_SHARE:g} of "
-        f"‖∇L‖² lies in Hessian directions with |λ| ≤ {FLAT_REL:g}·max|λ|). Index: fraction of Hessian eigenvalues below "
+        f"‖∇L‖² lies in Hessian directions with |λ| ≤ {FLAT_REL:g}·max|λ|). Index: fraction of Hessian "
+        f"eigenvalues below "
         f"−{TOL:g}·max|λ| at the critical point. Duplicates (log-probabilities within {setting.dedup_tol:g} nats "
         f"RMS) merged. Spearman ρ with 95% intervals from a cluster bootstrap over seeds ({setting.bootstrap} "
         f"resamples). Produced by `{command}` ({seconds / 60:.1f} minutes for this invocation; stored searches are "
@@ -346,10 +350,13 @@ def section(weight_decay: float, points: list[dict[str, Any]], unique: list[dict
         mine = [p for p in points if p["family"] == family]
         failed = [p["gradient_norm"] for p in mine if not p["critical"]]
         flat_ = sum(p["gradient_flat"] for p in mine)
-        lines.append(f"| {label} | {len(mine)} | {sum(p['critical'] for p in mine)} | {flat_} | {len(failed) - flat_} | "
+        lines.append(f"| {label} | {len(mine)} | {sum(p['critical'] for p in mine)} | {flat_} | "
+                     f"{len(failed) - flat_} | "
                      + (f"{np.median(failed):.1e}" if failed else "–")
-                     + f" | {np.median([p['escapes'] for p in mine]):g} | {np.median([p['distance'] for p in mine]):.1f} | "
-                     f"{np.median([p['start_theta_norm'] for p in mine]):.0f} → {np.median([p['theta_norm'] for p in mine]):.0f} | "
+                     + f" | {np.median([p['escapes'] for p in mine]):g} | "
+                     f"{np.median([p['distance'] for p in mine]):.1f} | "
+                     f"{np.median([p['start_theta_norm'] for p in mine]):.0f} → "
+                     f"{np.median([p['theta_norm'] for p in mine]):.0f} | "
                      f"{np.median([p['loss'] - p['start_loss'] for p in mine]):+.3f} | "
                      f"{sum(p['family'] == family for p in unique)} |")
     lines += ["", "### Distinct critical points", "",
@@ -357,7 +364,8 @@ def section(weight_decay: float, points: list[dict[str, Any]], unique: list[dict
               "index (1e-3) | index (1e-4) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(unique, key=lambda p: -p["loss"]):
         lines.append(f"| {p['seed']} | {p['family']} {p['start']} | {p['duplicates']} | {p['loss']:.4f} | "
-                     f"{p['data_loss']:.4f} | {p['start_loss']:.4f} | {p['gradient_norm']:.1e} | {p['lambda_min']:.2e} | "
+                     f"{p['data_loss']:.4f} | {p['start_loss']:.4f} | {p['gradient_norm']:.1e} | "
+                     f"{p['lambda_min']:.2e} | "
                      f"{p['lambda_max']:.2e} | " + " | ".join(f"{p['index'][f'{t:g}']:.3f}" for t in TOLS) + " |")
     lines += ["", "### Numbers", ""]
     for name, c in corr.items():

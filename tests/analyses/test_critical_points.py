@@ -77,7 +77,9 @@ def _scalar_loss(f, theta: list[float]) -> FlatLoss:
     return FlatLoss(_Scalar(f, theta), lambda out, target: out.mean(), (torch.zeros(1, 1), torch.zeros(1)))
 
 
-def _quartic(p):   # x⁴/4 − x²/2 + x + y²: ∂²/∂x² = 0 at x = 1/√3 where ∂/∂x = 1 − 2/(3√3) ≠ 0; minimum at x³ − x + 1 = 0
+def _quartic(p):
+    """x⁴/4 − x²/2 + x + y²: ∂²/∂x² = 0 at x = 1/√3, where ∂/∂x = 1 − 2/(3√3) ≠ 0 (a gradient-flat point);
+    the minimum is at the root of x³ − x + 1."""
     return p[0] ** 4 / 4 - p[0] ** 2 / 2 + p[0] + p[1] ** 2
 
 
