@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from landscape.connectivity.instability import instability
 from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, read_json
@@ -39,7 +38,7 @@ from landscape.plots.style import LEGEND_SIZE, bounded_errors, caption, error_ca
 from landscape.pruning import (STABLE_BARRIER, PruningHparams, RewindSweepResult, SweepSummary, rewind_sweep,
                                summarize)
 from landscape.training import Hparams
-from reproduction import Progress, invocation, mean_sd
+from reproduction import Progress, invocation, mean_sd, paired_difference
 
 POINTS = 11       # α grid of every instability path
 SPLITS = ("test",)
@@ -98,15 +97,6 @@ def run_seed(setting: Setting, seed: int, out: Path) -> tuple[RewindSweepResult,
     return sweep, dense.mean("test", "error")
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Per-seed differences ``a − b``: mean, standard error and the two-sided paired t-test's p (NaN for one seed
-    or differences without spread)."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    n = diff.size
-    return {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-            "p": float(stats.ttest_1samp(diff, 0.0).pvalue) if n > 1 and diff.std() > 0 else float("nan"), "n": n}
-
-
 def verdicts(summary: SweepSummary) -> list[dict[str, Any]]:
     """One verdict per claim, with the numbers it rests on."""
     d = summary.densities
@@ -115,8 +105,8 @@ def verdicts(summary: SweepSummary) -> list[dict[str, Any]]:
     reinit, zero, ticket = m[(k0, "reinit")], m[(k0, "ticket")], m[(late, "ticket")]
     reach = {name: j.matching_down_to(d) for name, j in (("reinit", reinit), ("zero", zero), ("late", ticket))}
     stable = summary.dense_stable()
-    sparsest = paired(summary.accuracy[(late, "ticket")][:, -1], summary.accuracy[(k0, "reinit")][:, -1])
-    late_vs_zero = paired(summary.accuracy[(late, "ticket")][:, -1], summary.accuracy[(k0, "ticket")][:, -1])
+    sparsest = paired_difference(summary.accuracy[(late, "ticket")][:, -1], summary.accuracy[(k0, "reinit")][:, -1])
+    late_vs_zero = paired_difference(summary.accuracy[(late, "ticket")][:, -1], summary.accuracy[(k0, "ticket")][:, -1])
 
     def down(value: float | None) -> str:
         return "nowhere" if value is None else f"down to {100 * value:.1f}% of the weights"

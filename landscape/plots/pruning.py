@@ -198,7 +198,7 @@ def _remaining_axis(ax) -> None:
     ticks += [end for end in (low, high) if all(abs(np.log(end / t)) > np.log(1.2) for t in ticks)]
     ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
     ax.invert_xaxis()
     ax.set_xlabel(REMAINING_LABEL)
 
