@@ -6,9 +6,9 @@ parameter²) gives:
 
 * the top ``k`` eigenvalues with their error bounds (:func:`landscape.eigs`),
 * ``tr H`` and the effective dimensionality ``N_eff(z) = sum_i λ_i⁺ / (λ_i⁺ + z)`` (Maddox, Benton & Wilson
-  2020) for each ``z`` asked, each with its standard error (:func:`landscape.instruments.flatness.flatness`: the
-  top ``k`` eigenpairs deflated, stochastic Lanczos quadrature on the rest; the same eigenpairs and probes serve
-  every ``z``),
+  2020) for each ``z`` asked, each with its standard error
+  (:func:`landscape.instruments.flatness.flatness_at_scales`: the top ``k`` eigenpairs deflated, stochastic
+  Lanczos quadrature on the rest, one solve and one SLQ for every ``z``),
 * optionally the SLQ spectral density of ``H`` (:func:`landscape.density`), as nodes and weights.
 
 Used by ``double_descent.py`` and ``random_labels.py``.
@@ -23,7 +23,7 @@ from torch import nn
 
 from landscape import Hessian, density, eigs
 from landscape.data import Dataset, chunked
-from landscape.instruments.flatness import flatness
+from landscape.instruments.flatness import flatness_at_scales
 
 
 def trained_curvature(model: nn.Module, dataset: Dataset, *, k: int, zs: Sequence[float], steps: int, runs: int,
@@ -35,8 +35,8 @@ def trained_curvature(model: nn.Module, dataset: Dataset, *, k: int, zs: Sequenc
     op = Hessian(model.eval(), dataset.loss_fn(), chunked(*dataset.train, 1024), dtype=torch.float64)
     n = op.shape[0]
     top = eigs(op, k=min(k, n - 1), which="largest", tol=eig_tol, seed=seed)
-    measures = [flatness(op, z=z, k=top.eigenvalues.numel(), steps=min(steps, n - top.eigenvalues.numel()),
-                         runs=runs, top=top, seed=seed) for z in zs]
+    measures = flatness_at_scales(op, zs, k=top.eigenvalues.numel(), steps=min(steps, n - top.eigenvalues.numel()),
+                                  runs=runs, top=top, seed=seed)
     record = {"eigenvalues": top.eigenvalues.tolist(), "eigenvalue_errors": top.error_bounds.tolist(),
               "converged": bool(top.converged), "trace": measures[0].trace, "trace_stderr": measures[0].trace_stderr,
               "zs": list(zs), "effective_dim": [m.effective_dim for m in measures],

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from landscape.instruments import Flatness, flatness
+from landscape.instruments import Flatness, flatness, flatness_at_scales
 from landscape.instruments.deflation import deflated_trace
 from landscape.linalg import MatrixOperator, eigs, hutchinson
 
@@ -75,3 +75,14 @@ def spectrum() -> torch.Tensor:
 def test_clear_errors(problem):
     with pytest.raises(ValueError, match="delta and z must be positive"):
         flatness(problem[0], delta=0.0)
+
+
+def test_several_scales_from_one_solve_equal_separate_calls_at_the_cost_of_one(problem):
+    op, _ = problem
+    shared = flatness_at_scales(op, (0.01, Z, 1.0), delta=DELTA, k=5, steps=25, runs=4, seed=3)
+    for z, result in zip((0.01, Z, 1.0), shared):
+        alone = flatness(op, delta=DELTA, z=z, k=5, steps=25, runs=4, seed=3)
+        assert result == alone
+    assert shared[0].effective_dim > shared[1].effective_dim > shared[2].effective_dim
+    with pytest.raises(ValueError, match="delta and z must be positive"):
+        flatness_at_scales(op, (), delta=DELTA)
