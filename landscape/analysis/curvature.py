@@ -31,7 +31,7 @@ trace sum over the ranks (:mod:`landscape.data.distributed`), so every rank retu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -186,19 +186,8 @@ class _Instruments:
             shown["loaded"] = self.reused
         self.bar.set_postfix(shown)
 
-    @contextlib.contextmanager
-    def _watching(self) -> Iterator[None]:
+    def _watching(self) -> contextlib.AbstractContextManager:
         """The bar's product count follows each product of ``H`` while an instrument runs (throttled by
         :meth:`Progress.set_postfix`; nothing is printed in a log)."""
         base = self.matvecs - self.H.matvecs
-        matmat = self.H.matmat
-
-        def counted(V: Tensor) -> Tensor:
-            out = matmat(V)
-            self.bar.set_postfix(self.bar.postfix | {"matvecs": base + self.H.matvecs})
-            return out
-        self.H.matmat = counted   # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            del self.H.matmat
+        return self.H.watch(lambda total: self.bar.set_postfix(self.bar.postfix | {"matvecs": base + total}))

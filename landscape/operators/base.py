@@ -21,6 +21,7 @@ batches, then over the ranks with one
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -116,6 +117,7 @@ class CurvatureOperator(abc.ABC):
     """
 
     _precompute_builds_graph: ClassVar[bool] = False
+    _watchers: tuple[Callable[[int], None], ...] = ()   # see watch()
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, reduction: Reduction | None = None,
                  params: Selection = None, masks: Mapping[str, Tensor] | None = None,
@@ -210,8 +212,20 @@ class CurvatureOperator(abc.ABC):
         if packed is not None:
             reduce_product(packed, rows, failure, f"a {type(self).__name__} product")
         self.matvecs += rows.shape[0]
+        for watcher in self._watchers:
+            watcher(self.matvecs)
         self._check_finite(out, rows, finite_input)
         return out.T.contiguous()
+
+    @contextlib.contextmanager
+    def watch(self, callback: Callable[[int], None]) -> Iterator[None]:
+        """Within the ``with`` block, ``callback(matvecs)`` after each product, with the running count (a
+        progress bar that follows a long solve, say)."""
+        self._watchers = (*self._watchers, callback)
+        try:
+            yield
+        finally:
+            self._watchers = tuple(w for w in self._watchers if w is not callback)
 
     def __matmul__(self, v: Tensor) -> Tensor:
         """``M v`` for a flat ``(dim,)`` vector, or ``M V`` for ``(dim, b)``."""

@@ -28,6 +28,17 @@ def test_matvecs_count_every_vector_of_a_matmat(mlp, classification):
     assert H.to_dense(block=16).shape == H.shape and H.matvecs == 8 + H.shape[0]
 
 
+def test_watch_reports_the_running_count_after_each_product_inside_its_block_only(mlp, classification):
+    H = Hessian(mlp, CE, classification, dtype=F64, method="reverse")
+    seen: list[int] = []
+    H @ torch.randn(H.shape[0], dtype=F64)
+    with H.watch(seen.append):
+        H.matmat(torch.randn(H.shape[0], 3, dtype=F64))
+        H @ torch.randn(H.shape[0], dtype=F64)
+    H @ torch.randn(H.shape[0], dtype=F64)
+    assert seen == [4, 5] and H.matvecs == 6
+
+
 def test_operator_attributes(mlp, classification):
     H = Hessian(mlp, CE, classification, dtype=F64, method="reverse")
     assert isinstance(H, CurvatureOperator)
