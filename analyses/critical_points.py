@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, hessian
 
+from landscape.foundation.params import ParamSpace
+
 
 class FlatLoss:
     """The mean loss of ``model`` over ``data = (inputs, targets)`` as a function of one flat float64 parameter
@@ -45,24 +47,18 @@ class FlatLoss:
         self.model = copy.deepcopy(model).double()
         self.loss_fn = loss_fn
         self.inputs, self.targets = data[0].double(), data[1]
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.shapes = [p.shape for n, p in model.named_parameters() if p.requires_grad]
+        self.space = ParamSpace(self.model)   # every parameter with requires_grad, in the model's order
         self.buffers = {n: b.double() if b.is_floating_point() else b for n, b in model.named_buffers()}
         self._grad = grad(self.loss)
         self._hessian = hessian(self.loss)
 
     def theta(self, model: nn.Module | None = None) -> Tensor:
         """The flat float64 parameter vector of ``model`` (default: the one this loss was built from)."""
-        params = dict((model or self.model).named_parameters())
-        return torch.cat([params[n].detach().double().reshape(-1) for n in self.names])
+        return self.space.values(model or self.model).double()
 
     def outputs(self, theta: Tensor) -> Tensor:
         """The model's outputs on the inputs at parameters ``theta``."""
-        params, start = {}, 0
-        for name, shape in zip(self.names, self.shapes):
-            params[name] = theta[start:start + shape.numel()].reshape(shape)
-            start += shape.numel()
-        return functional_call(self.model, {**params, **self.buffers}, (self.inputs,))
+        return functional_call(self.model, {**self.space.to_dict(theta), **self.buffers}, (self.inputs,))
 
     def data_loss(self, theta: Tensor) -> Tensor:
         """The loss over all of ``data``, without the weight decay."""
