@@ -391,9 +391,8 @@ def plot_counts(setting: Setting, summaries: dict[str, dict[str, Any]]) -> Figur
             key = f"count: {rule}"
             mean = np.array([summary[str(t)]["mean"][key] for t in setting.times])
             sd = np.array([summary[str(t)]["sd"][key] for t in setting.times])
-            yerr = bounded_errors(mean, sd)
-            yerr[1] = np.minimum(yerr[1], setting.top_k - mean)   # a count is at most k, too
-            ax.errorbar(times * 1.04 ** (i - 1.5), mean, yerr=yerr, fmt="-o", ms=4, capsize=3,
+            ax.errorbar(times * 1.04 ** (i - 1.5), mean, yerr=bounded_errors(mean, sd, upper=setting.top_k),
+                        fmt="-o", ms=4, capsize=3,
                         color=f"C{i}", label=rule if rule != "MP edge" else
                         f"{rule} ({setting.top_k}: all top {setting.top_k} above it)")
         ax.axhline(CLASSES, color="0.4", ls="--", lw=0.8, label=f"C = {CLASSES}")
@@ -427,7 +426,8 @@ def plot_class_means(setting: Setting, summaries: dict[str, dict[str, Any]]) -> 
         for i, span in enumerate(SPANS):
             mean = np.array([summary[str(t)]["mean"][f"fraction: {span}"] for t in setting.times])
             sd = np.array([summary[str(t)]["sd"][f"fraction: {span}"] for t in setting.times])
-            ax.errorbar(times, mean, yerr=bounded_errors(mean, sd), fmt="-o", ms=4, capsize=3, color=f"C{i}",
+            ax.errorbar(times, mean, yerr=bounded_errors(mean, sd, upper=1.0), fmt="-o", ms=4, capsize=3,
+                        color=f"C{i}",
                         label=span)
         for dimension, style in ((CLASSES, ":"), (CLASSES ** 2, "-.")):
             n = summary[str(setting.times[0])]["mean"]["random: class means"] ** -1 * CLASSES
