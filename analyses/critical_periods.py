@@ -52,7 +52,7 @@ from torch import nn
 from landscape import Tracker, TrackerSettings, evaluate, load_dataset
 from landscape.foundation.runs import Run, atomic_write_bytes, atomic_write_json
 from landscape.foundation.state import untouched
-from landscape.plots.style import error_caption, plain_number
+from landscape.plots.style import error_caption, new_figure, plain_number
 from landscape.plots.surface import save_figure
 from landscape.training import Hparams, train
 from landscape.training.tracker import log_steps
@@ -297,7 +297,7 @@ def plot_fisher(setting: Setting, runs: dict[str, list[dict[str, Any]]], summary
     its peak step, the split between the modes dotted. Right: train loss and test accuracy of both arms."""
     steps = np.asarray(runs["step drop"][0]["steps"], dtype=float)
     seeds = len(setting.seeds)
-    fig = Figure(figsize=(15.0, 4.4), layout="constrained")
+    fig = new_figure(15.0, 4.4)
     left, middle, right = fig.subplots(1, 3)
     for kind, color in zip(KINDS, ("C0", "C3")):
         for arm, style in zip(ARMS, ("-", "--")):

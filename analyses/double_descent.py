@@ -42,7 +42,7 @@ from scipy import stats
 
 from landscape import load_dataset
 from landscape.foundation.runs import atomic_write_bytes, atomic_write_json, cached_json
-from landscape.plots.style import bounded_errors, error_caption, plain_ticks
+from landscape.plots.style import bounded_errors, error_caption, new_figure, plain_ticks
 from landscape.plots.surface import save_figure
 from landscape.training import Hparams, train
 from reproduction import Progress, invocation, mean_sd
@@ -179,7 +179,7 @@ def plot(setting: Setting, summary: dict[str, Any], peak: dict[str, Any]) -> Fig
     seeds; the interpolation threshold dashed, the test-error peak dotted in every panel."""
     widths = np.asarray(summary["widths"], dtype=float)
     caption = error_caption(summary["seeds"], "s.d.")
-    fig = Figure(figsize=(15, 4.3), layout="constrained")
+    fig = new_figure(15, 4.3)
     errors, trace, neff = fig.subplots(1, 3, sharex=True)
 
     def band(ax, key: str, color: str, label: str, marker: str = "o") -> None:

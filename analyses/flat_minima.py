@@ -61,7 +61,7 @@ from landscape.instruments import flatness
 from landscape.linalg.uncertainty import sampling_quantile
 from landscape.operators import Hessian
 from landscape.plots import save_figure
-from landscape.plots.style import bounded_errors, error_caption, plain_ticks
+from landscape.plots.style import bounded_errors, error_caption, new_figure, plain_ticks
 from landscape.training import Hparams, load_model, train
 from landscape.training.evaluation import evaluate
 from reproduction import Progress, invocation, mean_sd, paired_difference
@@ -274,7 +274,7 @@ def correlations(results: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
 
 def plot_measures(results: list[dict[str, dict[str, Any]]]) -> Figure:
     """Each measure and gap per arm: every seed as a dot, mean ± s.d. over seeds as an error bar."""
-    fig = Figure(figsize=(13, 7.4), layout="constrained")
+    fig = new_figure(13, 7.4)
     axes = fig.subplots(2, 3).ravel()
     panels = [(k, label) for k, label, _ in MEASURES] + list(GAPS)
     for ax, (key, label) in zip(axes, panels):
@@ -300,7 +300,7 @@ def plot_measures(results: list[dict[str, dict[str, Any]]]) -> Figure:
 
 def plot_gap(results: list[dict[str, dict[str, Any]]], rho: dict[str, dict[str, float]]) -> Figure:
     """Each measure (± its instrument error) against the test − train loss gap, every network at the target."""
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    fig = new_figure(13, 3.8)
     axes = fig.subplots(1, len(MEASURES))
     for ax, (key, label, _) in zip(axes, MEASURES):
         err = "lambda_max_error" if key == "lambda_max" else f"{key}_stderr"
@@ -323,7 +323,7 @@ def plot_gap(results: list[dict[str, dict[str, Any]]], rho: dict[str, dict[str, 
 
 def plot_rescaling(rows: list[dict[str, Any]]) -> Figure:
     """The measures against α (instrument errors as bars), and the outputs' largest relative change."""
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    fig = new_figure(13, 3.8)
     axes = fig.subplots(1, 4)
     alpha = np.array([r["alpha"] for r in rows])
     for key, label, color in (("lambda_max", "λ_max", "C0"), ("trace", "tr H", "C2")):

@@ -74,7 +74,7 @@ from landscape import GGN, Hessian, SpectralDensity, density, eigs, evaluate, lo
 from landscape.foundation.runs import Run, atomic_write_bytes, atomic_write_json, cached_json
 from landscape.foundation.state import untouched
 from landscape.instruments.deflation import Deflated
-from landscape.plots.style import bounded_errors, error_caption, plain_ticks
+from landscape.plots.style import bounded_errors, error_caption, new_figure, plain_ticks
 from landscape.plots.surface import save_figure
 from landscape.training import Hparams, train
 from landscape.training.trainer import at_steps
@@ -383,7 +383,7 @@ def plot_counts(setting: Setting, summaries: dict[str, dict[str, Any]]) -> Figur
     """One panel per network: each rule's Hessian outlier count against training step, mean ± s.d. over
     seeds, with C marked."""
     seeds = len(setting.seeds)
-    fig = Figure(figsize=(5.2 * len(summaries), 4.0), layout="constrained")
+    fig = new_figure(5.2 * len(summaries), 4.0)
     axes = fig.subplots(1, len(summaries), squeeze=False, sharey=True)[0]
     times = np.asarray(setting.times, dtype=float)
     for ax, (label, summary) in zip(axes, summaries.items()):
@@ -419,7 +419,7 @@ def plot_class_means(setting: Setting, summaries: dict[str, dict[str, Any]]) -> 
     span, averaged over the C, against training step (mean ± s.d. over seeds); the random-subspace fractions of
     the same dimensions as grey lines."""
     seeds = len(setting.seeds)
-    fig = Figure(figsize=(5.6 * len(summaries), 4.2), layout="constrained")
+    fig = new_figure(5.6 * len(summaries), 4.2)
     axes = fig.subplots(1, len(summaries), squeeze=False, sharey=True)[0]
     times = np.asarray(setting.times, dtype=float)
     for ax, (label, summary) in zip(axes, summaries.items()):
@@ -450,7 +450,7 @@ def plot_eigenvalues(setting: Setting, summaries: dict[str, dict[str, Any]],
     """One panel per network: the sorted top Hessian eigenvalues at each measurement time (mean ± s.d. over
     seeds, solid) and the GGN's (mean, dashed), log axis; grey line after C."""
     seeds = len(setting.seeds)
-    fig = Figure(figsize=(5.4 * len(spectra), 4.2), layout="constrained")
+    fig = new_figure(5.4 * len(spectra), 4.2)
     axes = fig.subplots(1, len(spectra), squeeze=False, sharey=True)[0]
     for ax, (label, runs) in zip(axes, spectra.items()):
         for i, t in enumerate(setting.times):
@@ -477,7 +477,7 @@ def plot_densities(setting: Setting, spectra: dict[str, list[dict[int, dict[str,
     """One panel per network, at the last measurement time: each seed's smoothed SLQ density of the bulk (the
     Hessian with its top k deflated) on a log-density axis, its top k eigenvalues as ticks, and its MP edge."""
     t = setting.times[-1]
-    fig = Figure(figsize=(5.4 * len(spectra), 4.2), layout="constrained")
+    fig = new_figure(5.4 * len(spectra), 4.2)
     axes = fig.subplots(1, len(spectra), squeeze=False)[0]
     for ax, (label, runs) in zip(axes, spectra.items()):
         records = [r[t] for r in runs]

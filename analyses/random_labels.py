@@ -44,7 +44,7 @@ from landscape import load_dataset
 from landscape.foundation.runs import (Run, atomic_write_bytes, atomic_write_json, cached_json, load_checkpoint,
                                        save_checkpoint)
 from landscape.linalg import SpectralDensity
-from landscape.plots.style import bounded_errors, error_caption, plain_ticks
+from landscape.plots.style import bounded_errors, error_caption, new_figure, plain_ticks
 from landscape.plots.surface import save_figure
 from landscape.training import Hparams, at_steps, init_model, train
 from reproduction import Progress, invocation, mean_sd
@@ -186,7 +186,7 @@ def compare(setting: Setting, records: list[dict[str, Any]]) -> dict[str, Any]:
 def plot_training(setting: Setting, records: list[dict[str, Any]]) -> Figure:
     """Training accuracy and loss against step, every seed (thin) and the mean ± s.d. band over seeds (thick),
     true labels blue, random labels orange; each run's fit step marked."""
-    fig = Figure(figsize=(11, 4.0), layout="constrained")
+    fig = new_figure(11, 4.0)
     accuracy, loss = fig.subplots(1, 2, sharex=True)
     for labels, color in COLORS.items():
         mine = [r for r in records if r["labels"] == labels]
@@ -218,7 +218,7 @@ def plot_curvature(setting: Setting, records: list[dict[str, Any]], rows: dict[s
     """Left: top Hessian eigenvalues against index at the fit step (mean ± s.d. over seeds). Middle: trace and
     N_eff at fit and end, random / true ratio with the seeds' spread. Right: SLQ densities at the fit step
     (every seed, log density)."""
-    fig = Figure(figsize=(15, 4.3), layout="constrained")
+    fig = new_figure(15, 4.3)
     top, ratios, dens = fig.subplots(1, 3)
     for labels, color in COLORS.items():
         for point, style in (("fit", "-"), ("end", "--")):

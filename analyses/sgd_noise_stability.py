@@ -54,7 +54,7 @@ from matplotlib.ticker import NullLocator
 from landscape.connectivity.instability import InstabilityResult, instability
 from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.linalg.uncertainty import total_error
-from landscape.plots.style import bounded_errors, error_caption, plain_ticks
+from landscape.plots.style import bounded_errors, error_caption, new_figure, plain_ticks
 from landscape.plots.surface import ALPHA_LABEL, save_figure
 from landscape.pruning import PruningHparams, iterative_magnitude_pruning, round_dir, run_masks
 from landscape.pruning.controls import random_masks, reinitialize
@@ -229,7 +229,7 @@ def _symlog_steps(ax, ks: list[int]) -> None:
 def plot_stability(numbers: dict[str, Any], setting: Setting) -> Figure:
     """Instability against k: dense against its spawn step, the ticket and its controls against the rewind step;
     mean ± s.d. over seeds, dots the seeds' means, with the stability threshold."""
-    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+    fig = new_figure(6.4, 4.6)
     ax = fig.subplots()
     curves = {"dense": (numbers["dense"]["steps"], numbers["dense"]["barrier"])}
     curves |= {name: ([r["rewind"] for r in numbers[name]], [r["barrier"] for r in numbers[name]]) for name in NETWORKS}
@@ -257,7 +257,7 @@ def plot_stability(numbers: dict[str, Any], setting: Setting) -> Figure:
 def plot_accuracy(numbers: dict[str, Any], setting: Setting) -> Figure:
     """Test accuracy of the ticket and its controls against the rewind step (mean ± s.d. over seeds), and the dense
     networks' mean ± one s.d. (the matching band)."""
-    fig = Figure(figsize=(5.8, 4.2), layout="constrained")
+    fig = new_figure(5.8, 4.2)
     ax = fig.subplots()
     dense = 100 * np.concatenate([np.asarray(a) for a in numbers["dense"]["accuracies"]])
     ax.axhline(dense.mean(), color="k", lw=1, ls="--", label=f"dense, {dense.size} networks")
@@ -286,7 +286,7 @@ def plot_paths(results: list[dict[str, Any]], setting: Setting) -> Figure:
               **{name: list(setting.ticket_rewinds) for name in NETWORKS}}
     every_k = sorted({k for ks in panels.values() for k in ks})
     colour = {k: colormaps["viridis"](0.9 * i / max(len(every_k) - 1, 1)) for i, k in enumerate(every_k)}
-    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    fig = new_figure(4.2 * len(panels), 3.6)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (name, ks) in zip(axes, panels.items()):
         for k in ks:

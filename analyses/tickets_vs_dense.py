@@ -48,7 +48,7 @@ from landscape.analysis.compare import CompareSettings, Comparison, compare
 from landscape.foundation.runs import atomic_write_bytes, atomic_write_json
 from landscape.linalg.uncertainty import total_error
 from landscape.plots.pruning import plot_accuracy_vs_density, plot_curvature_vs_density
-from landscape.plots.style import error_caption, plain_ticks
+from landscape.plots.style import error_caption, new_figure, plain_ticks
 from landscape.plots.surface import save_figure
 from landscape.pruning import IMPResult, PruningHparams, iterative_magnitude_pruning, round_dir
 from landscape.training import Hparams
@@ -457,7 +457,7 @@ def plot_spectra(comparisons: list[Comparison], rounds: tuple[int, ...], model: 
     high = max(float(d.nodes.max()) for ds in spectra.values() for d in ds)
     sigma = 0.01 * max(high - low, 1e-12)
     grid = torch.linspace(low - 5 * sigma, high + 5 * sigma, 600, dtype=torch.float64)
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = new_figure(6.4, 4.2)
     ax = fig.subplots()
     curves = {name: np.array([d.pdf(grid, sigma).numpy() for d in ds]) for name, ds in spectra.items() if ds}
     peak = max(float(c.mean(axis=0).max()) for c in curves.values())
